@@ -1,0 +1,180 @@
+import { z } from "zod";
+import type { Logger } from "pino";
+import type { Redis } from "ioredis";
+import { ConfigError, PayloadValidationError } from "./errors.ts";
+import type { Message } from "./message.ts";
+import { useBroker } from "./client.ts";
+import { JobHandle } from "./job.ts";
+
+/** What a handler gets besides its payload. */
+export interface JobContext {
+  jobId: string;
+  /** 1 on the first run, 2 on the first retry, ... */
+  attempt: number;
+  queue: string;
+  actor: string;
+  logger: Logger;
+  /** Aborted when the job reaches its time limit or is aborted; stop cooperatively when it fires. */
+  signal: AbortSignal;
+  /** A Redis connection of the worker, for the handler's own use. */
+  readonly redis: Redis;
+}
+
+export type Handler<P, R> = (payload: P, ctx: JobContext) => R | Promise<R>;
+
+/** A Standard-Schema-like validator; any zod schema fits. */
+export interface PayloadSchema<P> {
+  safeParse(value: unknown): { success: true; data: P } | { success: false; error: { issues: unknown[] } };
+}
+
+// deno-lint-ignore no-explicit-any
+type ErrorClass = abstract new (...args: any[]) => Error;
+
+const queueName = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits and _ . : - only");
+const ms = z.number().int().nonnegative();
+
+const optionsSchema = z.strictObject({
+  /** @default "default" */
+  queue: queueName.default("default"),
+  /** Validates payloads at send and before the handler runs. */
+  schema: z.custom<PayloadSchema<unknown>>((v) => typeof (v as PayloadSchema<unknown>)?.safeParse === "function",
+    "must be a zod schema (an object with safeParse)").optional(),
+  /** @default 20 (like Dramatiq) */
+  maxRetries: z.number().int().nonnegative().default(20),
+  /** First retry delay, ms; doubles each retry, with jitter. @default 15_000 */
+  minBackoff: ms.default(15_000),
+  /** @default 604_800_000 (7 days, like Dramatiq) */
+  maxBackoff: ms.default(604_800_000),
+  /** Messages older than this (ms since first sent) are dead-lettered, not run. */
+  maxAge: z.number().int().positive().optional(),
+  /** Hard limit on one run, ms. @default 600_000 (10 min, like Dramatiq) */
+  timeLimit: z.number().int().positive().default(600_000),
+  /** Higher runs first within a queue. @default 0 */
+  priority: z.number().int().min(-1000).max(1000).default(0),
+  /** Errors that are not retried: matched by class (instanceof) or by name across threads. */
+  throws: z.array(z.custom<ErrorClass>((v) => typeof v === "function", "must be error classes")).default([]),
+  /** How long a job id stays known after the job settled, ms (dedup window; results in a later issue). @default 3_600_000 */
+  resultTtl: ms.default(3_600_000),
+}).refine((o) => o.minBackoff <= o.maxBackoff, { message: "minBackoff must not exceed maxBackoff" });
+
+export type ActorOptionsInput = z.input<typeof optionsSchema> & { schema?: PayloadSchema<unknown> };
+export type ActorOptions = z.output<typeof optionsSchema>;
+
+export interface SendOptions {
+  /** Run no earlier than this many ms from now. */
+  delay?: number;
+  /** Run no earlier than this time. */
+  at?: Date | number;
+  /** Dedup: a second send with the same id is a no-op while the first is known. */
+  jobId?: string;
+}
+
+export interface Actor<P = unknown, R = unknown> {
+  readonly name: string;
+  readonly options: ActorOptions;
+  // deno-lint-ignore no-explicit-any
+  readonly handler: Handler<any, R>;
+  send(payload: P, options?: SendOptions): Promise<JobHandle>;
+  /** Sends many in one round trip. */
+  sendMany(payloads: P[], options?: Omit<SendOptions, "jobId">): Promise<JobHandle[]>;
+  /** Checks a payload against the schema and returns what the handler gets; throws PayloadValidationError. */
+  validate(payload: unknown): unknown;
+}
+
+/** Actors defined in this process (or thread), by name. */
+export const registry = new Map<string, Actor>();
+
+export function actor<P = unknown, R = unknown>(name: string, handler: Handler<P, R>): Actor<P, R>;
+/** With a zod schema: `send()` takes the schema's input type, the handler gets its output. */
+export function actor<S extends z.ZodType, R = unknown>(
+  name: string,
+  options: Omit<ActorOptionsInput, "schema"> & { schema: S },
+  handler: Handler<z.output<S>, R>,
+): Actor<z.input<S>, R>;
+export function actor<P = unknown, R = unknown>(
+  name: string,
+  options: ActorOptionsInput,
+  handler: Handler<P, R>,
+): Actor<P, R>;
+export function actor<P, R>(name: string, a: unknown, b?: unknown): Actor<P, R> {
+  const [rawOptions, handler] = typeof a === "function" ? [{}, a as Handler<P, R>] : [a, b as Handler<P, R>];
+  if (typeof name !== "string" || !/^[A-Za-z0-9_.:-]{1,200}$/.test(name)) {
+    throw new ConfigError(`actor name ${JSON.stringify(name)} is invalid: use 1-200 letters, digits and _ . : -`);
+  }
+  if (typeof handler !== "function") throw new ConfigError(`actor "${name}" needs a handler function`);
+  const parsed = optionsSchema.safeParse(rawOptions ?? {});
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join(".") || "options"}: ${i.message}`).join("; ");
+    throw new ConfigError(`actor "${name}" has invalid options: ${detail}`);
+  }
+  if (registry.has(name)) throw new ConfigError(`actor "${name}" is defined twice`);
+  const options = parsed.data;
+
+  const self: Actor<P, R> = {
+    name,
+    options,
+    handler,
+    validate(payload: unknown): unknown {
+      if (!options.schema) return payload;
+      const result = options.schema.safeParse(payload);
+      if (!result.success) throw new PayloadValidationError(name, result.error.issues);
+      return result.data;
+    },
+    async send(payload, sendOptions = {}) {
+      const [handle] = await sendMessages(self, [payload], sendOptions);
+      return handle!;
+    },
+    sendMany(payloads, sendOptions = {}) {
+      return sendMessages(self, payloads, sendOptions);
+    },
+  };
+  registry.set(name, self as Actor);
+  return self;
+}
+
+async function sendMessages<P>(a: Actor<P>, payloads: P[], options: SendOptions): Promise<JobHandle[]> {
+  for (const p of payloads) a.validate(p);
+  return await enqueueMessages(
+    payloads.map((payload) => buildMessage(a.name, a.options.queue, a.options.priority, payload, options)),
+    options,
+  );
+}
+
+const sendOptionsSchema = z.strictObject({
+  delay: ms.optional(),
+  at: z.union([z.date(), z.number()]).optional(),
+  jobId: z.string().min(1).max(200).optional(),
+  queue: queueName.optional(),
+});
+
+export function buildMessage(actorName: string, queue: string, priority: number, payload: unknown,
+  options: SendOptions): Message {
+  const checked = sendOptionsSchema.safeParse(options);
+  if (!checked.success) {
+    throw new ConfigError(`invalid send options: ${checked.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  if (options.delay !== undefined && options.at !== undefined) throw new ConfigError("give delay or at, not both");
+  if (payload !== undefined && JSON.stringify(payload) === undefined) {
+    throw new ConfigError(`payload for "${actorName}" is not JSON-serializable`);
+  }
+  return {
+    id: options.jobId ?? crypto.randomUUID(),
+    actor: actorName,
+    queue,
+    payload,
+    priority,
+    sentAt: Date.now(),
+    ...(options.jobId ? { dedup: true } : {}),
+  };
+}
+
+export async function enqueueMessages(messages: Message[], options: SendOptions): Promise<JobHandle[]> {
+  const broker = useBroker();
+  const at = options.at instanceof Date ? options.at.getTime() : options.at;
+  const sent = await broker.enqueue(messages.map((message) => ({
+    message,
+    ...(options.delay !== undefined ? { delay: options.delay } : {}),
+    ...(at !== undefined ? { at } : {}),
+  })));
+  return messages.map((m, i) => new JobHandle(m.id, m.queue, m.actor, !sent[i]));
+}

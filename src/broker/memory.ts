@@ -1,0 +1,248 @@
+import { MalformedMessageError, type SerializedError } from "../errors.ts";
+import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
+import type { Acked, ActorMeta, Broker, DeadLetter, QueueStats, SendRequest } from "./types.ts";
+
+interface Entry {
+  entryId: string;
+  body: string;
+  retries: number;
+}
+
+interface Pending {
+  entry: Entry;
+  priority: number;
+  claimedAt: number;
+}
+
+interface QueueState {
+  ready: Map<number, Entry[]>;
+  pending: Map<string, Pending>;
+  delayed: Array<{ due: number; priority: number; entry: Entry }>;
+  dlq: DeadLetter[];
+}
+
+/**
+ * A broker in memory, for users' own unit tests (like Dramatiq's StubBroker): same semantics as the
+ * Redis broker (priorities, delays, dedup, visibility timeout, dead letters), no server. Use it with
+ * `setBroker()` and run queued jobs with `drain()`.
+ */
+export class MemoryBroker implements Broker {
+  readonly prefix: string;
+  readonly visibilityTimeout: number;
+  readonly #queues = new Map<string, QueueState>();
+  readonly #dedup = new Map<string, number>();
+  readonly #actors = new Map<string, ActorMeta>();
+  readonly #waiters = new Set<() => void>();
+  #seq = 0;
+
+  constructor(options: { prefix?: string; visibilityTimeout?: number } = {}) {
+    this.prefix = options.prefix ?? "memory";
+    this.visibilityTimeout = options.visibilityTimeout ?? 10_000;
+  }
+
+  #q(queue: string): QueueState {
+    let q = this.#queues.get(queue);
+    if (!q) this.#queues.set(queue, (q = { ready: new Map(), pending: new Map(), delayed: [], dlq: [] }));
+    return q;
+  }
+
+  #entryId(): string {
+    return `${Date.now()}-${this.#seq++}`;
+  }
+
+  #push(queue: string, priority: number, entry: Entry): void {
+    const q = this.#q(queue);
+    const list = q.ready.get(priority) ?? [];
+    list.push(entry);
+    q.ready.set(priority, list);
+    for (const wake of this.#waiters) wake();
+  }
+
+  /** Adds a raw entry as another program might XADD it (for testing malformed input). */
+  addRaw(queue: string, body: string, priority = 0): void {
+    this.#push(queue, priority, { entryId: this.#entryId(), body, retries: 0 });
+  }
+
+  async enqueue(requests: SendRequest[]): Promise<boolean[]> {
+    return requests.map(({ message, delay, at }) => {
+      const key = `${message.queue}\u0000${message.id}`;
+      if (message.dedup) {
+        const until = this.#dedup.get(key);
+        if (until !== undefined && until > Date.now()) return false;
+        this.#dedup.set(key, Infinity);
+      }
+      const entry = { entryId: this.#entryId(), body: encodeMessage(message), retries: 0 };
+      const due = delay !== undefined ? Date.now() + delay : at;
+      if (due !== undefined) this.#q(message.queue).delayed.push({ due, priority: message.priority, entry });
+      else this.#push(message.queue, message.priority, entry);
+      return true;
+    });
+  }
+
+  async read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>> {
+    const out = this.#take(queues, count);
+    if (out.length > 0 || blockMs <= 0) return out;
+    const nextDue = Math.min(...queues.flatMap((q) => this.#q(q).delayed.map((d) => d.due)));
+    const wait = Math.max(1, Math.min(blockMs, nextDue - Date.now()));
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, wait);
+      this.#waiters.add(wake);
+    });
+    return this.#take(queues, count);
+  }
+
+  #take(queues: string[], count: number): Array<Delivery | MalformedDelivery> {
+    const now = Date.now();
+    const out: Array<Delivery | MalformedDelivery> = [];
+    for (const queue of queues) {
+      const q = this.#q(queue);
+      const due = q.delayed.filter((d) => d.due <= now);
+      q.delayed = q.delayed.filter((d) => d.due > now);
+      for (const d of due) this.#push(queue, d.priority, { ...d.entry, entryId: this.#entryId() });
+      for (const [entryId, p] of q.pending) {
+        if (out.length >= count) break;
+        if (now - p.claimedAt < this.visibilityTimeout) continue;
+        p.claimedAt = now; // reclaimed: delivered again
+        out.push(this.#decode(queue, p.priority, { ...p.entry, entryId }));
+      }
+      for (const priority of [...q.ready.keys()].sort((a, b) => b - a)) {
+        const list = q.ready.get(priority)!;
+        while (list.length > 0 && out.length < count) {
+          const entry = list.shift()!;
+          q.pending.set(entry.entryId, { entry, priority, claimedAt: now });
+          out.push(this.#decode(queue, priority, entry));
+        }
+      }
+    }
+    return out;
+  }
+
+  #decode(queue: string, priority: number, entry: Entry): Delivery | MalformedDelivery {
+    const ref = { stream: `${queue}:${priority}`, entryId: entry.entryId };
+    try {
+      return { message: decodeMessage(entry.body, queue), retries: entry.retries, ref };
+    } catch (error) {
+      const e = error instanceof MalformedMessageError ? error : new MalformedMessageError(String(error));
+      return { malformed: true, raw: { m: entry.body }, error: e, ref, queue };
+    }
+  }
+
+  /** Removes an entry from pending; false when it is not ours any more (settled elsewhere). */
+  #release(ref: DeliveryRef): Pending | undefined {
+    const queue = ref.stream.slice(0, ref.stream.lastIndexOf(":"));
+    const q = this.#q(queue);
+    const p = q.pending.get(ref.entryId);
+    q.pending.delete(ref.entryId);
+    return p;
+  }
+
+  #settleDedup(queue: string, id: string, keepMs: number): void {
+    const key = `${queue}\u0000${id}`;
+    if (keepMs > 0) this.#dedup.set(key, Date.now() + keepMs);
+    else this.#dedup.delete(key);
+  }
+
+  async ack(done: Acked[]): Promise<void> {
+    for (const { delivery, keepMs } of done) {
+      if (this.#release(delivery.ref) && delivery.message.dedup) {
+        this.#settleDedup(delivery.message.queue, delivery.message.id, keepMs);
+      }
+    }
+  }
+
+  async retry(delivery: Delivery, delayMs: number): Promise<void> {
+    const p = this.#release(delivery.ref);
+    if (!p) return;
+    this.#q(delivery.message.queue).delayed.push({
+      due: Date.now() + delayMs, priority: p.priority,
+      entry: { ...p.entry, body: encodeMessage(delivery.message), retries: delivery.retries + 1 },
+    });
+  }
+
+  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0): Promise<void> {
+    if (!this.#release(delivery.ref)) return;
+    const malformed = "malformed" in delivery;
+    const queue = malformed ? delivery.queue : delivery.message.queue;
+    this.#q(queue).dlq.push({
+      id: this.#entryId(), queue, error, at: Date.now(),
+      message: malformed ? { raw: delivery.raw.m ?? JSON.stringify(delivery.raw) } : delivery.message,
+      retries: malformed ? 0 : delivery.retries,
+    });
+    if (!malformed && delivery.message.dedup) this.#settleDedup(queue, delivery.message.id, keepMs);
+  }
+
+  async giveBack(deliveries: Delivery[]): Promise<void> {
+    for (const d of deliveries) {
+      const p = this.#release(d.ref);
+      if (p) this.#push(d.message.queue, p.priority, { ...p.entry, entryId: this.#entryId() });
+    }
+  }
+
+  async extend(refs: DeliveryRef[]): Promise<void> {
+    const now = Date.now();
+    for (const ref of refs) {
+      const queue = ref.stream.slice(0, ref.stream.lastIndexOf(":"));
+      const p = this.#q(queue).pending.get(ref.entryId);
+      if (p) p.claimedAt = now;
+    }
+  }
+
+  async publishActors(actors: ActorMeta[]): Promise<void> {
+    for (const a of actors) this.#actors.set(a.name, a);
+  }
+
+  async lookupActor(name: string): Promise<ActorMeta | undefined> {
+    return this.#actors.get(name);
+  }
+
+  async deadLetters(queue: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
+    return this.#q(queue).dlq.slice(0, options.limit ?? 100);
+  }
+
+  async requeue(queue: string, ids?: string[]): Promise<number> {
+    const q = this.#q(queue);
+    const chosen = q.dlq.filter((l) => !ids || ids.includes(l.id));
+    q.dlq = q.dlq.filter((l) => !chosen.includes(l));
+    for (const l of chosen) {
+      const body = "raw" in l.message ? l.message.raw : encodeMessage(l.message);
+      const priority = "raw" in l.message ? 0 : l.message.priority;
+      this.#push(queue, priority, { entryId: this.#entryId(), body, retries: 0 });
+    }
+    return chosen.length;
+  }
+
+  async purgeDeadLetters(queue: string): Promise<number> {
+    const q = this.#q(queue);
+    const n = q.dlq.length;
+    q.dlq = [];
+    return n;
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    const q = this.#q(queue);
+    const ready = [...q.ready.values()].reduce((n, l) => n + l.length, 0);
+    return { queue, ready, running: q.pending.size, delayed: q.delayed.length, dead: q.dlq.length };
+  }
+
+  async queues(): Promise<string[]> {
+    return [...this.#queues.keys()].sort();
+  }
+
+  /** Makes every delayed message due now (so `drain` need not wait out backoffs). */
+  promoteDelayed(): void {
+    for (const q of this.#queues.values()) for (const d of q.delayed) d.due = 0;
+  }
+
+  interrupt(): void {
+    for (const wake of this.#waiters) wake();
+  }
+
+  async close(): Promise<void> {
+    this.interrupt();
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The Lua scripts: only the moves that must be atomic. Everything else uses plain commands.
+ * Each script works on the keys of one queue (one hash tag). Time comes from Redis (TIME), so
+ * workers with skewed clocks agree on when a delayed message is due.
+ */
+
+/**
+ * read: one round trip that (1) moves due delayed messages to their streams, (2) optionally reclaims
+ * entries idle longer than the visibility timeout from dead consumers, (3) reads new entries,
+ * highest priority first, creating the consumer group on first use.
+ * KEYS: priorities, delayed
+ * ARGV: streamPrefix, group, consumer, count, reclaimIdleMs (0 = skip), moveLimit
+ * Returns: { nextDueMs | -1, stream1, entries1, stream2, entries2, ... } (entries as XREADGROUP gives)
+ */
+export const READ = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
+local count, reclaimIdle, moveLimit = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, moveLimit)
+for _, member in ipairs(due) do
+  local prio, retries, body = string.match(member, '^(-?%d+)|(%d+)|(.*)$')
+  if prio then
+    redis.call('SADD', KEYS[1], prio)
+    redis.call('XADD', prefix .. prio, '*', 'm', body, 'r', retries)
+  else
+    redis.call('XADD', prefix .. '0', '*', 'm', member, 'r', '0')
+  end
+  redis.call('ZREM', KEYS[2], member)
+end
+
+local prios = redis.call('SMEMBERS', KEYS[1])
+table.sort(prios, function(a, b) return tonumber(a) > tonumber(b) end)
+
+local out = {}
+local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+out[1] = next[2] and tonumber(next[2]) or -1
+
+local function ensureGroup(stream)
+  local ok = pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+  return ok
+end
+
+for _, prio in ipairs(prios) do
+  if count <= 0 then break end
+  local stream = prefix .. prio
+  local entries = {}
+  if reclaimIdle > 0 then
+    local ok, res = pcall(redis.call, 'XAUTOCLAIM', stream, group, consumer, reclaimIdle, '0-0', 'COUNT', count)
+    if ok then
+      for _, e in ipairs(res[2]) do table.insert(entries, e) end
+    else
+      ensureGroup(stream)
+    end
+  end
+  if count - #entries > 0 then
+    local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', group, consumer, 'COUNT', count - #entries, 'STREAMS', stream, '>')
+    if not ok then
+      ensureGroup(stream)
+      res = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count - #entries, 'STREAMS', stream, '>')
+    end
+    if res then
+      for _, e in ipairs(res[1][2]) do table.insert(entries, e) end
+    end
+  end
+  if #entries > 0 then
+    count = count - #entries
+    table.insert(out, stream)
+    table.insert(out, entries)
+  end
+end
+return out
+`;
+
+/**
+ * enqueue: send one message with a jobId (dedup) and/or a delay. Plain sends use XADD directly.
+ * KEYS: stream, delayed, priorities, dedupKey ('' when none)
+ * ARGV: messageJson, priority, delayMs (-1 = now), atMs (-1 = not set)
+ * Returns: 1 when sent, 0 when a job with this id is already known.
+ */
+export const ENQUEUE = `
+local body, prio, delay, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+if KEYS[4] ~= '' then
+  if redis.call('SET', KEYS[4], 'queued', 'NX') == false then return 0 end
+end
+redis.call('SADD', KEYS[3], prio)
+local due = -1
+if at >= 0 then due = at end
+if delay >= 0 then
+  local t = redis.call('TIME')
+  due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + delay
+end
+if due >= 0 then
+  redis.call('ZADD', KEYS[2], due, prio .. '|0|' .. body)
+else
+  redis.call('XADD', KEYS[1], '*', 'm', body, 'r', '0')
+end
+return 1
+`;
+
+/**
+ * settle: take one entry off its stream and put it somewhere else, atomically, so it is never lost
+ * between the two: to the delayed set (retry), to the dead-letter stream, or back to a stream (give
+ * back unstarted work, not charged an attempt).
+ * KEYS: stream, target, dedupKey ('' when none)
+ * ARGV: group, entryId, mode ('delay'|'dlq'|'stream'), body, retries, delayMs, errorJson, dedupTtlMs
+ */
+export const SETTLE = `
+local group, id, mode, body, retries = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('XACK', KEYS[1], group, id) == 0 and id ~= '' then
+  -- Not pending for the group any more: another consumer reclaimed and settled it. Do nothing
+  -- rather than duplicate the message.
+  return 0
+end
+redis.call('XDEL', KEYS[1], id)
+if mode == 'delay' then
+  local prio = string.match(KEYS[1], ':(-?%d+)$')
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), prio .. '|' .. retries .. '|' .. body)
+elseif mode == 'dlq' then
+  redis.call('XADD', KEYS[2], '*', 'm', body, 'r', retries, 'e', ARGV[7], 'at', now)
+  if KEYS[3] ~= '' then
+    local ttl = tonumber(ARGV[8])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) else redis.call('DEL', KEYS[3]) end
+  end
+else
+  redis.call('XADD', KEYS[2], '*', 'm', body, 'r', retries)
+end
+return 1
+`;
+
+/**
+ * requeue: move dead letters back to the queue's stream with retries reset.
+ * KEYS: dlq, priorities
+ * ARGV: streamPrefix, id1, id2, ... (entry ids in the dlq)
+ * Returns: number of letters requeued.
+ */
+export const REQUEUE = `
+local n = 0
+for i = 2, #ARGV do
+  local entries = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  local e = entries[1]
+  if e then
+    local fields = e[2]
+    local body
+    for j = 1, #fields, 2 do if fields[j] == 'm' then body = fields[j + 1] end end
+    if body then
+      local prio = string.match(body, '"priority":(-?%d+)') or '0'
+      redis.call('SADD', KEYS[2], prio)
+      redis.call('XADD', ARGV[1] .. prio, '*', 'm', body, 'r', '0')
+    end
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`;

@@ -1,0 +1,46 @@
+import { parseArgs } from "node:util";
+import { RedisBroker } from "../broker/redis.ts";
+import { settings } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import { positiveInt } from "./worker.ts";
+
+/** `dray dlq list|requeue|purge [--queue q] [--id ID ...] [--limit N] [--json]` */
+export async function run(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      queue: { type: "string" },
+      id: { type: "string", multiple: true },
+      limit: { type: "string" },
+      json: { type: "boolean" },
+    },
+  });
+  const action = positionals[0] ?? "list";
+  if (!["list", "requeue", "purge"].includes(action)) throw new ConfigError(`dlq: unknown action "${action}" (list, requeue, purge)`);
+  const s = settings();
+  const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix });
+  try {
+    const queues = values.queue ? [values.queue] : await broker.queues();
+    for (const queue of queues) {
+      if (action === "list") {
+        const letters = await broker.deadLetters(queue, { limit: values.limit ? positiveInt("--limit", values.limit) : 100 });
+        if (values.json) {
+          for (const l of letters) console.log(JSON.stringify(l));
+          continue;
+        }
+        for (const l of letters) {
+          const m = "raw" in l.message ? `(malformed) ${l.message.raw.slice(0, 60)}` : `${l.message.actor} ${l.message.id}`;
+          console.log(`${queue}\t${l.id}\t${new Date(l.at).toISOString()}\tretries=${l.retries}\t${m}\t${l.error.name}: ${l.error.message}`);
+        }
+      } else if (action === "requeue") {
+        const n = await broker.requeue(queue, values.id);
+        console.log(`${queue}: requeued ${n}`);
+      } else {
+        console.log(`${queue}: purged ${await broker.purgeDeadLetters(queue)}`);
+      }
+    }
+  } finally {
+    await broker.close();
+  }
+}

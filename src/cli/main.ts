@@ -1,0 +1,49 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * `dray <command>`: worker, scheduler, dlq, queues, bench. Each command lives in its own file.
+ */
+import { argv, setExitCode } from "../runtime/mod.ts";
+import { DrayError } from "../errors.ts";
+
+const commands: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
+  worker: () => import("./worker.ts"),
+  dlq: () => import("./dlq.ts"),
+  queues: () => import("./queues.ts"),
+};
+
+const usage = `usage: dray <command> [options]
+
+commands:
+  worker <module...>   run a worker on the actors these modules define
+                       [--queues a,b] [--concurrency N] [--threads N] [--isolation thread|process|inline]
+  dlq list|requeue|purge [--queue q] [--id ID] [--limit N]
+                       inspect and requeue dead letters
+  queues [--watch]     ready / running / delayed / dead per queue
+
+environment: REDIS_URL (default redis://127.0.0.1:6379), DRAY_PREFIX (default dray), DRAY_LOG_LEVEL (default info)`;
+
+async function main(): Promise<void> {
+  const [name, ...rest] = argv();
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    console.log(usage);
+    return;
+  }
+  const load = commands[name];
+  if (!load) {
+    console.error(`dray: unknown command "${name}"\n\n${usage}`);
+    setExitCode(2);
+    return;
+  }
+  try {
+    await (await load()).run(rest);
+  } catch (error) {
+    if (error instanceof DrayError || (error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      console.error(`dray ${name}: ${(error as Error).message}`);
+      setExitCode(2);
+      return;
+    }
+    throw error;
+  }
+}
+
+await main();

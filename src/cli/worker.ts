@@ -1,0 +1,45 @@
+import { parseArgs } from "node:util";
+import { ConfigError } from "../errors.ts";
+import { startWorker } from "../worker.ts";
+import { exit } from "../runtime/mod.ts";
+import type { Isolation } from "../executor/mod.ts";
+
+export async function run(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      queues: { type: "string" },
+      concurrency: { type: "string" },
+      threads: { type: "string" },
+      isolation: { type: "string" },
+      "max-memory": { type: "string" },
+      "shutdown-grace": { type: "string" },
+      "visibility-timeout": { type: "string" },
+      "no-cron": { type: "boolean" },
+    },
+  });
+  const isolation = values.isolation as Isolation | undefined;
+  if (isolation && !["thread", "process", "inline"].includes(isolation)) {
+    throw new ConfigError(`--isolation must be thread, process or inline, not "${isolation}"`);
+  }
+  const worker = await startWorker({
+    modules: positionals,
+    ...(values.queues ? { queues: values.queues.split(",").map((q) => q.trim()).filter(Boolean) } : {}),
+    ...(values.concurrency ? { concurrency: positiveInt("--concurrency", values.concurrency) } : {}),
+    ...(values.threads ? { threads: positiveInt("--threads", values.threads) } : {}),
+    ...(isolation ? { isolation } : {}),
+    ...(values["max-memory"] ? { maxMemoryMb: positiveInt("--max-memory", values["max-memory"]) } : {}),
+    ...(values["shutdown-grace"] ? { shutdownGrace: positiveInt("--shutdown-grace", values["shutdown-grace"]) } : {}),
+    ...(values["visibility-timeout"] ? { visibilityTimeout: positiveInt("--visibility-timeout", values["visibility-timeout"]) } : {}),
+  });
+  await worker.stopped;
+  // App modules may hold handles (pools, timers) that would keep the process up after a clean stop.
+  exit(0);
+}
+
+export function positiveInt(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`${flag} must be a positive integer, not "${raw}"`);
+  return n;
+}

@@ -1,0 +1,248 @@
+import type { Logger } from "pino";
+import type { Actor } from "./actor.ts";
+import type { Broker } from "./broker/types.ts";
+import { serializeError, UnknownActorError, type SerializedError } from "./errors.ts";
+import { Events, type WorkerEventMap } from "./events.ts";
+import type { Executor, JobOutcome } from "./executor/types.ts";
+import type { Delivery, MalformedDelivery } from "./message.ts";
+import { runAfterProcess, runBeforeProcess, type Decision, type Middleware, type ProcessInfo } from "./middleware.ts";
+import { ageLimit } from "./middleware/age_limit.ts";
+import { retries } from "./middleware/retries.ts";
+
+export interface SupervisorOptions {
+  broker: Broker;
+  executor: Executor;
+  registry: ReadonlyMap<string, Actor>;
+  logger: Logger;
+  /** Queues to read. @default every queue of a registered actor */
+  queues?: string[];
+  /** Runs in order before a job, in reverse after it. @default [ageLimit, retries] */
+  middleware?: Middleware[];
+  /** How long running jobs get to finish on shutdown, ms. @default 30_000 */
+  shutdownGrace?: number;
+  /** How long one blocking read waits before looking again, ms. @default 1_000 */
+  blockMs?: number;
+  /** How often the claim on running jobs is renewed, ms (keep well under the visibility timeout). @default 3_000 */
+  renewEvery?: number;
+}
+
+export const defaultMiddleware: readonly Middleware[] = [ageLimit, retries];
+
+/**
+ * The consume loop: read as many messages as the executor has free slots, hand each to the
+ * executor, and settle it (ack, retry, dead-letter, give back) atomically once its outcome is known.
+ * Handlers never run here, so this thread is always free to renew claims and keep time limits.
+ */
+export class Supervisor {
+  readonly events = new Events<WorkerEventMap>();
+  readonly queues: string[];
+  readonly #o: Required<Omit<SupervisorOptions, "queues">>;
+  readonly #running = new Map<string, Delivery>();
+  readonly #settling = new Set<Promise<void>>();
+  #acks: Array<{ delivery: Delivery; keepMs: number }> = [];
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #slotFree: (() => void) | undefined;
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #renewTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(options: SupervisorOptions) {
+    this.#o = {
+      middleware: [...defaultMiddleware],
+      shutdownGrace: 30_000,
+      blockMs: 1_000,
+      renewEvery: 3_000,
+      ...options,
+    };
+    this.queues = options.queues ?? [...new Set([...options.registry.values()].map((a) => a.options.queue))].sort();
+  }
+
+  get running(): number {
+    return this.#running.size;
+  }
+
+  async start(): Promise<void> {
+    const { broker, executor, registry, logger } = this.#o;
+    await executor.start();
+    await broker.publishActors([...registry.values()].map((a) => ({
+      name: a.name, queue: a.options.queue, priority: a.options.priority,
+    })));
+    this.#renewTimer = setInterval(() => this.#renew(), this.#o.renewEvery);
+    logger.info({ queues: this.queues, capacity: executor.capacity, actors: registry.size }, "worker started");
+    this.#loop = this.#consume();
+  }
+
+  /** Stops reading, lets running jobs finish within the grace period, then settles everything. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return await this.#loop;
+    this.#stopping = true;
+    this.#o.broker.interrupt();
+    this.#slotFree?.();
+    await this.#loop;
+    const deadline = Date.now() + this.#o.shutdownGrace;
+    while (this.#running.size > 0 && Date.now() < deadline) await sleep(20);
+    // Whatever still runs after the grace is interrupted by the executor and given back.
+    await this.#o.executor.close(Math.max(0, deadline - Date.now()));
+    while (this.#running.size > 0 || this.#settling.size > 0) {
+      await Promise.race([...this.#settling, sleep(20)]);
+    }
+    await this.#flushAcks();
+    clearInterval(this.#renewTimer);
+    this.events.emit("worker:stopped", {});
+    this.#o.logger.info("worker stopped");
+  }
+
+  async #consume(): Promise<void> {
+    const { broker, executor, logger, blockMs } = this.#o;
+    let failures = 0;
+    while (!this.#stopping) {
+      const free = executor.capacity - this.#running.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.#slotFree = resolve));
+        continue;
+      }
+      let batch: Array<Delivery | MalformedDelivery>;
+      try {
+        batch = await broker.read(this.queues, free, blockMs);
+        if (failures > 0) logger.info({ failures }, "redis is back; reading again");
+        failures = 0;
+      } catch (error) {
+        if (this.#stopping) break;
+        failures++;
+        this.events.emit("broker:error", { error });
+        if (failures === 1 || failures % 20 === 0) logger.warn({ err: error, failures }, "reading from redis failed; backing off");
+        await sleep(Math.min(100 * 2 ** Math.min(failures, 6), 5_000));
+        continue;
+      }
+      for (const d of batch) {
+        if ("malformed" in d) this.#track(this.#deadLetterMalformed(d));
+        else this.#dispatch(d);
+      }
+    }
+  }
+
+  #dispatch(delivery: Delivery): void {
+    const key = `${delivery.ref.stream}/${delivery.ref.entryId}`;
+    this.#running.set(key, delivery);
+    const { message } = delivery;
+    const actor = this.#o.registry.get(message.actor);
+    const done = (decision: Decision, outcome?: JobOutcome) => {
+      this.#running.delete(key);
+      this.#slotFree?.();
+      this.#slotFree = undefined;
+      this.#settle(delivery, actor, decision, outcome);
+    };
+    if (!actor) {
+      const error = new UnknownActorError(message.actor, `no worker on queue "${message.queue}" defines it`);
+      done({ kind: "deadLetter", error: serializeError(error) });
+      return;
+    }
+    const info: ProcessInfo = { delivery, actor };
+    const attempt = delivery.retries + 1;
+    void (async () => {
+      const skip = await runBeforeProcess(this.#o.middleware, info);
+      if (skip) return done(skip);
+      if (this.events.has("job:start")) this.events.emit("job:start", { ...ids(delivery), attempt });
+      if (this.#o.logger.isLevelEnabled("debug")) this.#o.logger.debug({ ...ids(delivery), attempt }, "job started");
+      const outcome = await this.#o.executor.run({
+        id: message.id, actor: message.actor, queue: message.queue, payload: message.payload,
+        attempt, timeLimit: actor.options.timeLimit,
+      });
+      done(await runAfterProcess(this.#o.middleware, info, outcome), outcome);
+    })().catch((error) => {
+      // A middleware threw: the job's fate is unknown, so it goes back rather than being lost.
+      this.#o.logger.error({ err: error, ...ids(delivery) }, "middleware failed; returning the job to its queue");
+      done({ kind: "giveBack" });
+    });
+  }
+
+  #settle(delivery: Delivery, actor: Actor | undefined, decision: Decision, outcome?: JobOutcome): void {
+    const { logger, broker } = this.#o;
+    const attempt = delivery.retries + 1;
+    const keepMs = actor?.options.resultTtl ?? 0;
+    const duration = outcome && "duration" in outcome ? Math.round(outcome.duration) : undefined;
+    switch (decision.kind) {
+      case "ack":
+        this.#acks.push({ delivery, keepMs });
+        if (this.#acks.length >= 256) void this.#flushAcks();
+        else this.#ackTimer ??= setTimeout(() => void this.#flushAcks(), 0);
+        if (this.events.has("job:complete")) {
+          this.events.emit("job:complete", { ...ids(delivery), attempt, duration: duration ?? 0,
+            value: outcome?.status === "ok" ? outcome.value : undefined });
+        }
+        if (logger.isLevelEnabled("debug")) logger.debug({ ...ids(delivery), attempt, duration }, "job completed");
+        return;
+      case "retry": {
+        const error = outcome?.status === "error" ? outcome.error : undefined;
+        logger.info({ ...ids(delivery), attempt, duration, delay: decision.delay, error }, "job failed; retrying");
+        this.events.emit("job:retry", { ...ids(delivery), attempt, delay: decision.delay, error: error ?? { name: "Retry", message: "retry" } });
+        this.#track(this.#withRetries(() => broker.retry(delivery, decision.delay), delivery));
+        return;
+      }
+      case "deadLetter":
+        logger.warn({ ...ids(delivery), attempt, duration, error: decision.error }, "job dead-lettered");
+        this.events.emit("job:dead", { ...ids(delivery), attempt, error: decision.error });
+        this.#track(this.#withRetries(() => broker.deadLetter(delivery, decision.error, keepMs), delivery));
+        return;
+      case "giveBack": {
+        const reason = outcome?.status === "interrupted" ? outcome.reason : "returned by middleware";
+        logger.info({ ...ids(delivery), reason }, "job returned to its queue, not charged an attempt");
+        this.events.emit("job:returned", { ...ids(delivery), reason });
+        this.#track(this.#withRetries(() => broker.giveBack([delivery]), delivery));
+        return;
+      }
+    }
+  }
+
+  async #deadLetterMalformed(d: MalformedDelivery): Promise<void> {
+    const error: SerializedError = serializeError(d.error);
+    this.#o.logger.warn({ queue: d.queue, entryId: d.ref.entryId, reason: d.error.message }, "malformed entry dead-lettered");
+    this.events.emit("job:dead", { id: d.ref.entryId, actor: "", queue: d.queue, attempt: 0, error });
+    await this.#withRetries(() => this.#o.broker.deadLetter(d, error), undefined);
+  }
+
+  async #flushAcks(): Promise<void> {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const batch = this.#acks;
+    if (batch.length === 0) return;
+    this.#acks = [];
+    await this.#track(this.#withRetries(() => this.#o.broker.ack(batch), batch[0]!.delivery));
+  }
+
+  /**
+   * Settling must reach Redis or the job runs again; keep trying while Redis is away. If this process
+   * dies first, the claim lapses and another worker runs the job again (at-least-once).
+   */
+  async #withRetries(op: () => Promise<void>, delivery: Delivery | undefined): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (error) {
+        if (attempt === 1 || attempt % 20 === 0) {
+          this.#o.logger.warn({ err: error, ...(delivery ? ids(delivery) : {}) }, "settling a job failed; trying again");
+        }
+        await sleep(Math.min(100 * 2 ** Math.min(attempt, 6), 5_000));
+      }
+    }
+  }
+
+  #track(p: Promise<void>): Promise<void> {
+    this.#settling.add(p);
+    void p.finally(() => this.#settling.delete(p));
+    return p;
+  }
+
+  #renew(): void {
+    const refs = [...this.#running.values()].map((d) => d.ref);
+    this.#o.broker.extend(refs).catch((error) => this.#o.logger.warn({ err: error }, "renewing claims failed"));
+  }
+}
+
+function ids(d: Delivery): { id: string; actor: string; queue: string } {
+  return { id: d.message.id, actor: d.message.actor, queue: d.message.queue };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

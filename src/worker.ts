@@ -1,0 +1,108 @@
+import { pathToFileURL } from "node:url";
+import { resolve } from "node:path";
+import type { Logger } from "pino";
+import { registry } from "./actor.ts";
+import { RedisBroker } from "./broker/redis.ts";
+import type { Broker } from "./broker/types.ts";
+import { settings } from "./config.ts";
+import { closeBroker } from "./client.ts";
+import { ConfigError } from "./errors.ts";
+import { createExecutor, type Isolation } from "./executor/mod.ts";
+import type { Middleware } from "./middleware.ts";
+import { cwd, hostname, onShutdownSignal, pid } from "./runtime/mod.ts";
+import { defaultMiddleware, Supervisor } from "./supervisor.ts";
+
+export interface WorkerOptions {
+  /** App modules that define actors (paths or URLs); imported here and in every thread. */
+  modules: string[];
+  queues?: string[];
+  /** Jobs running at once across the whole worker. @default 16 */
+  concurrency?: number;
+  /** Threads (or processes) in the pool. @default cores */
+  threads?: number;
+  /** "thread" (default on Bun and Node), "process" (default on Deno), "inline" (no isolation). */
+  isolation?: Isolation;
+  /** Per-thread/process memory cap, MB; exceeded means recycled. */
+  maxMemoryMb?: number;
+  shutdownGrace?: number;
+  visibilityTimeout?: number;
+  middleware?: Middleware[];
+  broker?: Broker;
+  logger?: Logger;
+  /** Install SIGTERM/SIGINT handlers (first: graceful stop; second: exit at once). @default true */
+  handleSignals?: boolean;
+}
+
+export interface RunningWorker {
+  supervisor: Supervisor;
+  /** Resolves when the worker has stopped. */
+  stopped: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Resolves module specifiers against the working directory into importable URLs. */
+export function moduleUrls(modules: string[]): string[] {
+  return modules.map((m) => (/^[a-z]+:/.test(m) ? m : pathToFileURL(resolve(cwd(), m)).href));
+}
+
+export async function loadModules(modules: string[]): Promise<void> {
+  for (const url of moduleUrls(modules)) await import(url);
+}
+
+export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+  const s = settings();
+  const logger = options.logger ?? s.logger;
+  if (options.modules.length === 0) throw new ConfigError("give at least one app module that defines actors");
+  await loadModules(options.modules);
+  if (registry.size === 0) throw new ConfigError(`no actors defined in ${options.modules.join(", ")}`);
+  const consumer = `${hostname()}-${pid()}-${crypto.randomUUID().slice(0, 8)}`;
+  const broker = options.broker ?? new RedisBroker({
+    url: s.redisUrl, prefix: s.prefix, consumer, patient: true, logger,
+    ...(options.visibilityTimeout ? { visibilityTimeout: options.visibilityTimeout } : {}),
+  });
+  const executor = createExecutor({
+    isolation: options.isolation,
+    modules: moduleUrls(options.modules),
+    registry,
+    concurrency: options.concurrency ?? 16,
+    threads: options.threads,
+    maxMemoryMb: options.maxMemoryMb,
+    logger,
+    redisUrl: s.redisUrl,
+    prefix: s.prefix,
+  });
+  const supervisor = new Supervisor({
+    broker, executor, registry, logger,
+    middleware: options.middleware ?? [...defaultMiddleware],
+    ...(options.queues ? { queues: options.queues } : {}),
+    ...(options.shutdownGrace !== undefined ? { shutdownGrace: options.shutdownGrace } : {}),
+  });
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= (async () => {
+    await supervisor.stop();
+    if (!options.broker) await broker.close();
+    await closeBroker(); // handlers that sent jobs opened the default connection
+    resolveStopped();
+  })());
+  if (options.handleSignals ?? true) {
+    let first = 0;
+    onShutdownSignal((signal) => {
+      // Ctrl-C reaches every process of the group, so a launcher's forwarded copy can arrive right
+      // after the terminal's: only a signal a second or more later means "exit now".
+      if (first > 0 && Date.now() - first < 1_000) return;
+      if (first > 0) {
+        // What was running is recovered by another worker once its claim lapses.
+        logger.warn({ signal }, "second signal: exiting now");
+        import("./runtime/mod.ts").then((r) => r.exit(1));
+        return;
+      }
+      first = Date.now();
+      logger.info({ signal }, "shutting down: no new jobs; running jobs get the grace period");
+      void stop();
+    });
+  }
+  await supervisor.start();
+  return { supervisor, stopped, stop };
+}
