@@ -76,6 +76,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     middleware: options.middleware ?? [...defaultMiddleware],
     ...(options.queues ? { queues: options.queues } : {}),
     ...(options.shutdownGrace !== undefined ? { shutdownGrace: options.shutdownGrace } : {}),
+    // Renew claims three times per visibility timeout, so one slow round trip never lets one lapse.
+    renewEvery: Math.max(50, Math.floor(((broker as { visibilityTimeout?: number }).visibilityTimeout ?? 10_000) / 3)),
   });
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));

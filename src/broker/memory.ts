@@ -193,7 +193,10 @@ export class MemoryBroker implements Broker {
   }
 
   async publishActors(actors: ActorMeta[]): Promise<void> {
-    for (const a of actors) this.#actors.set(a.name, a);
+    for (const a of actors) {
+      this.#actors.set(a.name, a);
+      this.#q(a.queue);
+    }
   }
 
   async lookupActor(name: string): Promise<ActorMeta | undefined> {

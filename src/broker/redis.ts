@@ -40,6 +40,8 @@ export class RedisBroker implements Broker {
   readonly #knownPriorities = new Set<string>();
   readonly #streamsByQueue = new Map<string, string[]>();
   #lastReclaim = 0;
+  /** When the blocking read in progress gives up (0 when none): a retry due sooner interrupts it. */
+  #blockUntil = 0;
   #turn = 0;
 
   constructor(options: RedisBrokerOptions) {
@@ -128,6 +130,7 @@ export class RedisBroker implements Broker {
     }
     this.#blocker ??= connect({ ...this.#options, patient: true }, "dray-block");
     let res: [string, Entry[]][] | null;
+    this.#blockUntil = Date.now() + waitMs;
     try {
       res = (await this.#blocker.xreadgroup("GROUP", GROUP, this.consumer, "COUNT", count, "BLOCK", waitMs,
         "STREAMS", ...streams, ...streams.map(() => ">"))) as [string, Entry[]][] | null;
@@ -135,6 +138,8 @@ export class RedisBroker implements Broker {
       if (String(error).includes("NOGROUP")) this.#streamsByQueue.clear();
       else if (!String(error).includes("Connection is closed")) throw error;
       return;
+    } finally {
+      this.#blockUntil = 0;
     }
     for (const [stream, entries] of res ?? []) {
       this.#decodeInto(out, queueOfStream(this.prefix, stream), stream, entries);
@@ -200,6 +205,8 @@ export class RedisBroker implements Broker {
     const k = this.keys(delivery.message.queue);
     await this.#redis.draySettle(delivery.ref.stream, k.delayed, "", GROUP, delivery.ref.entryId, "delay",
       encodeMessage(delivery.message), delivery.retries + 1, Math.max(0, Math.round(delayMs)), "", 0);
+    // Our own read loop may be blocked past the new due time; wake it rather than run the retry late.
+    if (this.#blockUntil > 0 && Date.now() + delayMs < this.#blockUntil - 10) this.interrupt();
   }
 
   async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0): Promise<void> {
@@ -276,8 +283,8 @@ export class RedisBroker implements Broker {
 
   async purgeDeadLetters(queue: string): Promise<number> {
     const k = this.keys(queue);
-    const [[, n]] = (await execPipeline(this.#redis.multi().xlen(k.dlq).del(k.dlq))) as unknown as [[null, number]];
-    return n;
+    const [n] = await execPipeline(this.#redis.multi().xlen(k.dlq).del(k.dlq));
+    return Number(n);
   }
 
   async stats(queue: string): Promise<QueueStats> {
@@ -302,6 +309,10 @@ export class RedisBroker implements Broker {
     return (await this.#redis.smembers(queuesKey(this.prefix))).sort();
   }
 
+  /**
+   * Drops the blocking connection. Should Redis have answered the read in that instant, its entries
+   * stay pending for this consumer and are reclaimed after the visibility timeout: late, never lost.
+   */
   interrupt(): void {
     this.#blocker?.disconnect();
     this.#blocker = undefined;

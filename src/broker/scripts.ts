@@ -30,6 +30,8 @@ for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[2], member)
 end
 
+-- Level 0 is always read: it is the default, and where foreign writers put entries.
+redis.call('SADD', KEYS[1], '0')
 local prios = redis.call('SMEMBERS', KEYS[1])
 table.sort(prios, function(a, b) return tonumber(a) > tonumber(b) end)
 

@@ -1,0 +1,199 @@
+/**
+ * The one conformance suite every Broker implementation must pass (Redis, in-memory). Each case is
+ * given/when/then on a fresh broker with its own prefix.
+ */
+import { describe, expect, test } from "bun:test";
+import type { Broker } from "../src/broker/types.ts";
+import type { Delivery, MalformedDelivery, Message } from "../src/message.ts";
+import { sleep } from "./helpers.ts";
+
+export interface BrokerFixture {
+  broker: Broker;
+  /** Adds an entry the way a foreign program would (not through enqueue). */
+  addRaw(queue: string, body: string): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+let seq = 0;
+function msg(queue: string, over: Partial<Message> = {}): Message {
+  return { id: `m${seq++}-${crypto.randomUUID().slice(0, 6)}`, actor: "a", queue, payload: { n: seq }, priority: 0, sentAt: Date.now(), ...over };
+}
+
+const ok = (ds: Array<Delivery | MalformedDelivery>): Delivery[] => ds.filter((d): d is Delivery => !("malformed" in d));
+
+export function brokerConformance(name: string, make: (visibilityTimeout: number) => Promise<BrokerFixture>, enabled: () => Promise<boolean>) {
+  const it = (title: string, body: (f: BrokerFixture) => Promise<void>, visibility = 10_000) =>
+    test(title, async () => {
+      if (!(await enabled())) return;
+      const f = await make(visibility);
+      try {
+        await body(f);
+      } finally {
+        await f.cleanup();
+      }
+    }, 20_000);
+
+  describe(`broker conformance: ${name}`, () => {
+    it("delivers what was sent, once, and ack removes it", async ({ broker }) => {
+      const m = msg("q");
+      expect(await broker.enqueue([{ message: m }])).toEqual([true]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      expect(d!.message).toEqual(m);
+      expect(d!.retries).toBe(0);
+      expect(await broker.read(["q"], 10, 0)).toEqual([]);
+      await broker.ack([{ delivery: d!, keepMs: 0 }]);
+      expect(await broker.stats("q")).toMatchObject({ ready: 0, running: 0, delayed: 0, dead: 0 });
+    });
+
+    it("reads no more than asked, oldest first", async ({ broker }) => {
+      await broker.enqueue([1, 2, 3, 4, 5].map((n) => ({ message: msg("q", { payload: n }) })));
+      const first = ok(await broker.read(["q"], 2, 0));
+      expect(first.map((d) => d.message.payload)).toEqual([1, 2]);
+      const rest = ok(await broker.read(["q"], 10, 0));
+      expect(rest.map((d) => d.message.payload)).toEqual([3, 4, 5]);
+    });
+
+    it("serves higher priority first", async ({ broker }) => {
+      await broker.enqueue([
+        { message: msg("q", { payload: "low", priority: 0 }) },
+        { message: msg("q", { payload: "high", priority: 5 }) },
+        { message: msg("q", { payload: "lowest", priority: -1 }) },
+      ]);
+      const got: unknown[] = [];
+      for (let i = 0; i < 3; i++) got.push(...ok(await broker.read(["q"], 1, 0)).map((d) => d.message.payload));
+      expect(got).toEqual(["high", "low", "lowest"]);
+    });
+
+    it("holds a delayed message until it is due, then delivers it", async ({ broker }) => {
+      const sent = Date.now();
+      await broker.enqueue([{ message: msg("q"), delay: 400 }, { message: msg("q", { payload: "at" }), at: Date.now() + 400 }]);
+      expect(await broker.read(["q"], 10, 0)).toEqual([]);
+      expect((await broker.stats("q")).delayed).toBe(2);
+      const got: Delivery[] = [];
+      while (got.length < 2 && Date.now() - sent < 3_000) got.push(...ok(await broker.read(["q"], 10, 200)));
+      expect(got.length).toBe(2);
+      expect(Date.now() - sent).toBeGreaterThanOrEqual(390);
+    });
+
+    it("a blocking read wakes up when a message arrives", async ({ broker }) => {
+      await broker.read(["q"], 1, 0); // creates what the queue needs
+      const t0 = Date.now();
+      const reading = broker.read(["q"], 1, 3_000);
+      await sleep(100);
+      await broker.enqueue([{ message: msg("q") }]);
+      expect(ok(await reading).length + ok(await broker.read(["q"], 1, 0)).length).toBe(1);
+      expect(Date.now() - t0).toBeLessThan(2_500);
+    });
+
+    it("dedups by job id while the job is known, and forgets it when settled without keep", async ({ broker }) => {
+      const m = msg("q", { id: "same-id", dedup: true });
+      expect(await broker.enqueue([{ message: m }, { message: { ...m, payload: "second" } }])).toEqual([true, false]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      expect(await broker.enqueue([{ message: m }])).toEqual([false]);
+      await broker.ack([{ delivery: d!, keepMs: 0 }]);
+      expect(await broker.enqueue([{ message: m }])).toEqual([true]);
+    });
+
+    it("keeps a settled job id known for keepMs", async ({ broker }) => {
+      const m = msg("q", { id: "kept", dedup: true });
+      await broker.enqueue([{ message: m }]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      await broker.ack([{ delivery: d!, keepMs: 300 }]);
+      expect(await broker.enqueue([{ message: m }])).toEqual([false]);
+      await sleep(450);
+      expect(await broker.enqueue([{ message: m }])).toEqual([true]);
+    });
+
+    it("retry puts the message back after its delay with one more retry counted", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("q") }]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      await broker.retry(d!, 250);
+      expect(await broker.stats("q")).toMatchObject({ ready: 0, running: 0, delayed: 1 });
+      expect(await broker.read(["q"], 10, 0)).toEqual([]);
+      await sleep(300);
+      const [again] = ok(await broker.read(["q"], 10, 0));
+      expect(again!.message.id).toBe(d!.message.id);
+      expect(again!.retries).toBe(1);
+    });
+
+    it("dead letters keep message, error and retries; requeue runs them again; purge empties", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("q", { payload: "x" }) }, { message: msg("q", { payload: "y" }) }]);
+      const ds = ok(await broker.read(["q"], 10, 0));
+      await broker.retry(ds[0]!, 0);
+      await sleep(20);
+      const [retried] = ok(await broker.read(["q"], 10, 0));
+      await broker.deadLetter(retried!, { name: "Boom", message: "it broke", stack: "at x" });
+      await broker.deadLetter(ds[1]!, { name: "Other", message: "no" });
+      const letters = await broker.deadLetters("q");
+      expect(letters.length).toBe(2);
+      expect(letters[0]).toMatchObject({ queue: "q", retries: 1, error: { name: "Boom", message: "it broke", stack: "at x" } });
+      expect((letters[0]!.message as Message).payload).toBe("x");
+      expect(await broker.requeue("q", [letters[0]!.id])).toBe(1);
+      const [back] = ok(await broker.read(["q"], 10, 0));
+      expect(back!.message.payload).toBe("x");
+      expect(back!.retries).toBe(0);
+      expect(await broker.purgeDeadLetters("q")).toBe(1);
+      expect((await broker.stats("q")).dead).toBe(0);
+    });
+
+    it("give back returns a message at once without counting a retry", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("q") }]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      await broker.giveBack([d!]);
+      const [again] = ok(await broker.read(["q"], 10, 0));
+      expect(again!.message.id).toBe(d!.message.id);
+      expect(again!.retries).toBe(0);
+    });
+
+    it("reclaims what a consumer held past the visibility timeout, unless extended", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("q", { payload: "kept" }) }, { message: msg("q", { payload: "lost" }) }]);
+      const ds = ok(await broker.read(["q"], 10, 0));
+      const kept = ds.find((d) => d.message.payload === "kept")!;
+      for (let i = 0; i < 6; i++) {
+        await sleep(100);
+        await broker.extend([kept.ref]);
+      }
+      const again = ok(await broker.read(["q"], 10, 0));
+      expect(again.map((d) => d.message.payload)).toEqual(["lost"]);
+    }, 400);
+
+    it("a settle by a consumer that lost its claim does not duplicate the message", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("q") }]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      await sleep(450);
+      const [reclaimed] = ok(await broker.read(["q"], 10, 0));
+      expect(reclaimed!.message.id).toBe(d!.message.id);
+      await broker.ack([{ delivery: reclaimed!, keepMs: 0 }]);
+      await broker.retry(d!, 0); // the first consumer wakes up late
+      await sleep(20);
+      expect(await broker.read(["q"], 10, 0)).toEqual([]);
+      expect(await broker.stats("q")).toMatchObject({ ready: 0, delayed: 0 });
+    }, 400);
+
+    it("hands over entries that are not dray messages as malformed, and dead-letters them", async (f) => {
+      await f.addRaw("q", "{not json");
+      await f.addRaw("q", JSON.stringify({ hello: "world" }));
+      const ds = await f.broker.read(["q"], 10, 0);
+      expect(ds.length).toBe(2);
+      for (const d of ds) {
+        expect("malformed" in d).toBe(true);
+        await f.broker.deadLetter(d, { name: "MalformedMessageError", message: (d as MalformedDelivery).error.message });
+      }
+      const letters = await f.broker.deadLetters("q");
+      expect(letters.map((l) => l.error.message)).toEqual([expect.stringContaining("not JSON"), expect.stringContaining("no id")]);
+    });
+
+    it("publishes actors so senders can route by name", async ({ broker }) => {
+      await broker.publishActors([{ name: "x_task", queue: "email", priority: 3 }]);
+      expect(await broker.lookupActor("x_task")).toEqual({ name: "x_task", queue: "email", priority: 3 });
+      expect(await broker.lookupActor("missing")).toBeUndefined();
+      expect(await broker.queues()).toContain("email");
+    });
+
+    it("reads several queues", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("a", { payload: 1 }) }, { message: msg("b", { payload: 2 }) }]);
+      const got = ok(await broker.read(["a", "b"], 10, 0));
+      expect(got.map((d) => d.message.payload).sort()).toEqual([1, 2]);
+    });
+  });
+}
