@@ -154,7 +154,13 @@ export function buildMessage(actorName: string, queue: string, priority: number,
     throw new ConfigError(`invalid send options: ${checked.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
   if (options.delay !== undefined && options.at !== undefined) throw new ConfigError("give delay or at, not both");
-  if (payload !== undefined && JSON.stringify(payload) === undefined) {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch (error) {
+    throw new ConfigError(`payload for "${actorName}" is not JSON-serializable: ${(error as Error).message}`, { cause: error });
+  }
+  if (payload !== undefined && json === undefined) {
     throw new ConfigError(`payload for "${actorName}" is not JSON-serializable`);
   }
   return {

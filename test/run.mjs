@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// `npm test`: the whole suite, as CI runs it. Plain JS so that Node can start it before anything is
+// installed. It (1) makes sure Bun (a devDependency) and Deno (installed outside the project: a
+// `deno` in node_modules/.bin breaks `deno task`) are there, (2) typechecks, (3) runs the core suite
+// on Bun, (4) runs the smoke suite on each of Bun, Deno and Node, and ends with one line
+// `N passed, N failed` over all of them.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import process from "node:process";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const DENO_VERSION = "2.9.6";
+const denoPermissions = ["--allow-env", "--allow-net", "--allow-read", "--allow-sys=hostname,osRelease,cpus", "--allow-run"];
+
+function which(cmd, args = ["--version"]) {
+  return spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
+}
+
+function ensureBun() {
+  const local = join(root, "node_modules/.bin/bun");
+  if (existsSync(local) && which(local)) return local;
+  if (which("bun")) return "bun";
+  console.log("# installing npm packages (bun is a devDependency)");
+  spawnSync("npm", ["install", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  return local;
+}
+
+function ensureDeno() {
+  if (process.env.DENO_BIN && which(process.env.DENO_BIN)) return process.env.DENO_BIN;
+  if (which("deno")) return "deno";
+  const tools = join(homedir(), ".cache", "dray-tools");
+  const bin = join(tools, "node_modules/.bin/deno");
+  if (!existsSync(bin) || !which(bin)) {
+    console.log(`# installing deno ${DENO_VERSION} into ${tools} (outside the project)`);
+    spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefix", tools, `deno@${DENO_VERSION}`], { stdio: "inherit" });
+  }
+  return bin;
+}
+
+/** Runs a command, streaming its output, and returns [exit code, output]. */
+function run(cmd, args, env = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const pass = (stream, sink) => stream.on("data", (d) => {
+      out += d.toString();
+      sink.write(d);
+    });
+    pass(child.stdout, process.stdout);
+    pass(child.stderr, process.stderr);
+    child.on("exit", (code) => resolve([code ?? 1, out]));
+  });
+}
+
+const bun = ensureBun();
+const deno = ensureDeno();
+const env = { BUN_BIN: bun, DENO_BIN: deno };
+const suites = [];
+
+console.log("\n# typecheck (tsc)");
+{
+  const [code] = await run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "."]);
+  suites.push({ name: "typecheck", passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1 });
+}
+
+console.log("\n# core suite (bun test)");
+{
+  const [code, out] = await run(bun, ["test", "--timeout", "60000", ...process.argv.slice(2)], env);
+  const passed = Number(/^\s*(\d+) pass$/m.exec(out)?.[1] ?? 0);
+  let failed = Number(/^\s*(\d+) fail$/m.exec(out)?.[1] ?? 0);
+  if (code !== 0 && failed === 0) failed = 1; // the runner itself failed (crash, no tests found)
+  suites.push({ name: "core (bun)", passed, failed });
+}
+
+const smoke = join(root, "test/smoke/smoke.ts");
+const runtimes = {
+  bun: [bun, [smoke]],
+  deno: [deno, ["run", ...denoPermissions, smoke]],
+  node: [process.execPath, ["--import", "tsx", smoke]],
+};
+for (const [name, [cmd, args]] of Object.entries(runtimes)) {
+  console.log(`\n# smoke suite on ${name}`);
+  const [code, out] = await run(cmd, args, { ...env, DRAY_TEST_RUNTIME: name });
+  const m = /^(\d+) passed, (\d+) failed$/m.exec(out);
+  const passed = Number(m?.[1] ?? 0);
+  let failed = Number(m?.[2] ?? 0);
+  if (code !== 0 && failed === 0) failed = 1;
+  suites.push({ name: `smoke (${name})`, passed, failed });
+}
+
+console.log("\n# summary");
+for (const s of suites) console.log(`${s.name.padEnd(14)} ${s.passed} passed, ${s.failed} failed`);
+const passed = suites.reduce((n, s) => n + s.passed, 0);
+const failed = suites.reduce((n, s) => n + s.failed, 0);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
