@@ -4,7 +4,7 @@
  *   bun examples/send.ts
  */
 import { z } from "zod";
-import { actor, Retry } from "../src/mod.ts";
+import { actor, cron, Retry } from "../src/mod.ts";
 
 export class BadAddress extends Error {
   override name = "BadAddress";
@@ -40,9 +40,19 @@ export const processOrder = actor("process_order", {
   return { orderId, status: "processed" };
 });
 
-/** The seeds' periodic cleanup; a cron entry runs it once cron exists. */
+/** The seeds' periodic cleanup (Django-CFG's `DRAMATIQ_CRON_JOBS`, ARQ's `cron_jobs`), run by the cron below. */
 export const cleanupOldData = actor("cleanup_old_data", { queue: "maintenance", timeLimit: 300_000 }, async (_payload, ctx) => {
   const removed = await ctx.redis.eval("return 0", 0); // stands in for deleting expired rows
   ctx.logger.info({ removed }, "cleanup done");
   return { removed };
 });
+
+/** A sign of life: every worker (or `dray scheduler`) ticks it, and exactly one run happens per tick. */
+export const heartbeat = actor("heartbeat", { queue: "maintenance", timeLimit: 5_000 }, (_payload, ctx) => {
+  ctx.logger.info("heartbeat");
+});
+
+// Daily at 03:00 Paris time, summer and winter.
+cron("0 3 * * *", cleanupOldData, { timezone: "Europe/Paris" });
+// Six fields: seconds first. Every 30 s, so a running example worker visibly ticks.
+cron("*/30 * * * * *", heartbeat);

@@ -3,7 +3,9 @@ import type { Logger } from "pino";
 import type { Redis } from "ioredis";
 import { ConfigError, PayloadValidationError } from "./errors.ts";
 import type { Message } from "./message.ts";
+import type { Broker } from "./broker/types.ts";
 import { useBroker } from "./client.ts";
+import { settings } from "./config.ts";
 import { JobHandle } from "./job.ts";
 
 /** What a handler gets besides its payload. */
@@ -18,6 +20,8 @@ export interface JobContext {
   signal: AbortSignal;
   /** A Redis connection of the worker, for the handler's own use. */
   readonly redis: Redis;
+  /** JSON that middleware attached: the sender's `beforeEnqueue` (message.meta), the worker's `beforeProcess`. */
+  meta: Record<string, unknown>;
 }
 
 export type Handler<P, R> = (payload: P, ctx: JobContext) => R | Promise<R>;
@@ -32,6 +36,30 @@ type ErrorClass = abstract new (...args: any[]) => Error;
 
 const queueName = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits and _ . : - only");
 const ms = z.number().int().nonnegative();
+const DEFAULT_RESULT_TTL = 3_600_000;
+const positive = z.number().int().positive();
+
+/** Rate limits of an actor, shared by every worker through Redis (src/middleware/rate_limit.ts). */
+export const rateLimitSchema = z.strictObject({
+  /** At most this many of the key's jobs run at once. */
+  concurrency: positive.optional(),
+  /** At most this many of the key's jobs start in any `window` ms (a sliding window). */
+  perWindow: positive.optional(),
+  /** The window of `perWindow`, ms. @default 1_000 */
+  window: positive.optional(),
+  /**
+   * Jobs with the same key share the limits: a string (several actors behind one API), or a function
+   * of the payload (one limit per customer). @default the actor's name
+   */
+  key: z.union([
+    z.string().min(1).max(200),
+    z.custom<(payload: never) => string>((v) => typeof v === "function", "must be a string or a function of the payload"),
+  ]).optional(),
+  /** How long a job over a concurrency limit waits before trying again, ms (jittered). @default 500 */
+  backoff: positive.optional(),
+}).refine((o) => o.concurrency !== undefined || o.perWindow !== undefined, { message: "give concurrency or perWindow" })
+  .refine((o) => o.window === undefined || o.perWindow !== undefined, { message: "window needs perWindow" });
+export type RateLimitOptions = z.output<typeof rateLimitSchema>;
 
 const optionsSchema = z.strictObject({
   /** @default "default" */
@@ -53,8 +81,13 @@ const optionsSchema = z.strictObject({
   priority: z.number().int().min(-1000).max(1000).default(0),
   /** Errors that are not retried: matched by class (instanceof) or by name across threads. */
   throws: z.array(z.custom<ErrorClass>((v) => typeof v === "function", "must be error classes")).default([]),
-  /** How long a job id stays known after the job settled, ms (dedup window; results in a later issue). @default 3_600_000 */
-  resultTtl: ms.default(3_600_000),
+  /**
+   * How long a job's record (status, return value, last error) and its dedup id are kept after it
+   * settled, ms. 0 keeps nothing: no status or result, and no cost per job. @default 3_600_000
+   */
+  resultTtl: ms.default(DEFAULT_RESULT_TTL),
+  /** Distributed rate limits: at most N running at once and/or N started per window. */
+  rateLimit: rateLimitSchema.optional(),
 }).refine((o) => o.minBackoff <= o.maxBackoff, { message: "minBackoff must not exceed maxBackoff" });
 
 export type ActorOptionsInput = z.input<typeof optionsSchema> & { schema?: PayloadSchema<unknown> };
@@ -79,6 +112,21 @@ export interface Actor<P = unknown, R = unknown> {
   sendMany(payloads: P[], options?: Omit<SendOptions, "jobId">): Promise<JobHandle[]>;
   /** Checks a payload against the schema and returns what the handler gets; throws PayloadValidationError. */
   validate(payload: unknown): unknown;
+  /**
+   * A message to send later as part of `group()` or `pipeline()`. In a pipeline, a step built without
+   * a payload gets the previous step's return value as its payload.
+   */
+  message(payload?: P, options?: Omit<SendOptions, "jobId">): MessageSpec;
+}
+
+/** A message built but not sent yet: what `group()` and `pipeline()` take. */
+export interface MessageSpec {
+  readonly actor: string;
+  readonly queue: string;
+  readonly priority: number;
+  /** Undefined for a pipeline step that takes the previous step's result. */
+  readonly payload: unknown;
+  readonly options: Omit<SendOptions, "jobId">;
 }
 
 /** Actors defined in this process (or thread), by name. */
@@ -127,6 +175,10 @@ export function actor<P, R>(name: string, a: unknown, b?: unknown): Actor<P, R> 
     sendMany(payloads, sendOptions = {}) {
       return sendMessages(self, payloads, sendOptions);
     },
+    message(payload, messageOptions = {}) {
+      if (payload !== undefined) self.validate(payload);
+      return { actor: name, queue: options.queue, priority: options.priority, payload, options: messageOptions };
+    },
   };
   registry.set(name, self as Actor);
   return self;
@@ -163,6 +215,8 @@ export function buildMessage(actorName: string, queue: string, priority: number,
   if (payload !== undefined && json === undefined) {
     throw new ConfigError(`payload for "${actorName}" is not JSON-serializable`);
   }
+  // A sender that does not know the actor assumes it keeps results; its worker drops the record if not.
+  const tracked = (registry.get(actorName)?.options.resultTtl ?? DEFAULT_RESULT_TTL) > 0;
   return {
     id: options.jobId ?? crypto.randomUUID(),
     actor: actorName,
@@ -171,16 +225,28 @@ export function buildMessage(actorName: string, queue: string, priority: number,
     priority,
     sentAt: Date.now(),
     ...(options.jobId ? { dedup: true } : {}),
+    ...(tracked ? { tracked: true } : {}),
   };
 }
 
-export async function enqueueMessages(messages: Message[], options: SendOptions): Promise<JobHandle[]> {
-  const broker = useBroker();
+/**
+ * Sends built messages in one round trip, through the senders' middleware (`configure({ middleware })`):
+ * `beforeEnqueue` in order (a throw sends nothing), `afterEnqueue` in reverse.
+ */
+export async function enqueueMessages(messages: Message[], options: SendOptions, broker: Broker = useBroker()): Promise<JobHandle[]> {
+  const stack = settings().middleware;
+  for (const m of stack) {
+    if (m.beforeEnqueue) for (const message of messages) await m.beforeEnqueue(message);
+  }
   const at = options.at instanceof Date ? options.at.getTime() : options.at;
   const sent = await broker.enqueue(messages.map((message) => ({
     message,
     ...(options.delay !== undefined ? { delay: options.delay } : {}),
     ...(at !== undefined ? { at } : {}),
   })));
+  for (let i = stack.length - 1; i >= 0; i--) {
+    const m = stack[i]!;
+    if (m.afterEnqueue) for (let n = 0; n < messages.length; n++) await m.afterEnqueue(messages[n]!, !sent[n]);
+  }
   return messages.map((m, i) => new JobHandle(m.id, m.queue, m.actor, !sent[i]));
 }

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { Middleware } from "./middleware.ts";
 import { env } from "./runtime/mod.ts";
 import { createLogger } from "./logger.ts";
 
@@ -9,6 +10,13 @@ export interface Settings {
   /** Key namespace: apps with different prefixes on one Redis never see each other's keys. @default env DRAY_PREFIX, else "dray" */
   prefix: string;
   logger: Logger;
+  /** Senders' middleware: `beforeEnqueue` / `afterEnqueue` run on every send from this process. @default [] */
+  middleware: Middleware[];
+  /**
+   * The largest return value a worker keeps (bytes of JSON); a bigger one is refused and the job
+   * recorded as failed with ResultTooLarge. @default env DRAY_MAX_RESULT_BYTES, else 1_048_576 (1 MiB)
+   */
+  maxResultBytes: number;
 }
 
 let current: Settings | undefined;
@@ -18,6 +26,8 @@ export function settings(): Settings {
     redisUrl: env("REDIS_URL") || "redis://127.0.0.1:6379",
     prefix: env("DRAY_PREFIX") || "dray",
     logger: createLogger(),
+    middleware: [],
+    maxResultBytes: Number(env("DRAY_MAX_RESULT_BYTES")) || 1_048_576,
   };
   return current;
 }

@@ -74,6 +74,48 @@ export class WorkerCrashed extends DrayError {
   override name = "WorkerCrashed";
 }
 
+/** No record of this job: never sent, expired after its `resultTtl`, or its actor keeps none (`resultTtl: 0`). */
+export class UnknownJobError extends DrayError {
+  override name = "UnknownJobError";
+  constructor(readonly jobId: string, detail = "") {
+    super(`unknown job "${jobId}"${detail ? `: ${detail}` : ""}`);
+  }
+}
+
+/** Waiting for a job's result took longer than asked; the job itself goes on. */
+export class TimeoutError extends DrayError {
+  override name = "TimeoutError";
+  constructor(readonly jobId: string, readonly status: string, readonly timeout: number) {
+    super(`job "${jobId}" is still ${status} after waiting ${timeout} ms`);
+  }
+}
+
+/** The job was aborted (`job.abort()`): before it ran, or while running. */
+export class JobAborted extends DrayError {
+  override name = "JobAborted";
+}
+
+/** A job's return value was bigger than `maxResultBytes`: refused, and the job recorded as failed. */
+export class ResultTooLarge extends DrayError {
+  override name = "ResultTooLarge";
+}
+
+/** A member of a group failed (dead, failed or aborted); `cause` is its error. */
+export class GroupMemberFailed extends DrayError {
+  override name = "GroupMemberFailed";
+  constructor(readonly index: number, readonly jobId: string, readonly actor: string, cause: Error) {
+    super(`group member ${index} (actor "${actor}", job "${jobId}") failed: ${cause.message}`, { cause });
+  }
+}
+
+/** A pipeline step failed, so the steps after it never ran; `cause` is its error. */
+export class PipelineStepFailed extends DrayError {
+  override name = "PipelineStepFailed";
+  constructor(readonly step: number, readonly jobId: string, readonly actor: string, cause: Error) {
+    super(`pipeline step ${step} (actor "${actor}", job "${jobId}") failed: ${cause.message}`, { cause });
+  }
+}
+
 /** Redis answered with something dray cannot work with, or not at all. */
 export class BrokerError extends DrayError {
   override name = "BrokerError";
@@ -89,6 +131,8 @@ export interface SerializedError {
   fields?: Record<string, unknown>;
 }
 
+const engineFields = new Set(["line", "column", "originalLine", "originalColumn", "sourceURL"]);
+
 export function serializeError(error: unknown, depth = 0): SerializedError {
   if (!(error instanceof Error)) {
     return { name: "NonError", message: typeof error === "string" ? error : safeJson(error) };
@@ -97,8 +141,11 @@ export function serializeError(error: unknown, depth = 0): SerializedError {
   if (error.stack) out.stack = error.stack;
   if (error.cause !== undefined && depth < 5) out.cause = serializeError(error.cause, depth + 1);
   const fields: Record<string, unknown> = {};
-  for (const key of Object.keys(error)) {
+  for (const key of Object.getOwnPropertyNames(error)) {
     if (key === "name" || key === "message" || key === "stack" || key === "cause") continue;
+    // Non-enumerable fields count too (zod 4 hides a ZodError's `issues`), but not engine bookkeeping
+    // (Bun's line/column/sourceURL) nor `_`-private internals (a ZodError's `_zod` holds its schema).
+    if (!Object.prototype.propertyIsEnumerable.call(error, key) && (key.startsWith("_") || engineFields.has(key))) continue;
     const value = (error as unknown as Record<string, unknown>)[key];
     // Only what survives JSON: fields are for matching and display, not for behaviour.
     try {

@@ -17,6 +17,24 @@ export interface Message {
   sentAt: number;
   /** Whether a dedup key was claimed for `id` (it is released when the job settles). */
   dedup?: boolean;
+  /** Set on jobs a cron tick enqueued: which cron, and the tick (ms since epoch). */
+  cron?: { name: string; tick: number };
+  /** The sender wrote a job record (`{p:q}:job:<id>`) beside the message: its actor keeps results. */
+  tracked?: boolean;
+  /** JSON set by `beforeEnqueue` middleware; `beforeProcess` middleware read it into `ctx.meta`. */
+  meta?: Record<string, unknown>;
+  /** The pipeline steps after this one; the next is sent when this job completes (src/pipeline.ts). */
+  pipe?: PipeStep[];
+}
+
+/** A pipeline step still to come. Without `payload`, it gets the previous step's return value. */
+export interface PipeStep {
+  id: string;
+  actor: string;
+  queue: string;
+  priority: number;
+  payload?: unknown;
+  tracked?: boolean;
 }
 
 /** A message handed to this consumer, with what is needed to settle it. */
@@ -59,6 +77,9 @@ export function decodeMessage(raw: string | undefined, queue: string): Message {
   if (typeof m.id !== "string" || m.id === "") throw new MalformedMessageError("message has no id");
   if (typeof m.actor !== "string" || m.actor === "") throw new MalformedMessageError("message has no actor");
   if (typeof m.sentAt !== "number") throw new MalformedMessageError("message has no sentAt");
+  if (m.pipe !== undefined && !(Array.isArray(m.pipe) && m.pipe.every(isPipeStep))) {
+    throw new MalformedMessageError("message has a malformed pipeline (pipe)");
+  }
   return {
     id: m.id,
     actor: m.actor,
@@ -67,5 +88,15 @@ export function decodeMessage(raw: string | undefined, queue: string): Message {
     priority: typeof m.priority === "number" ? m.priority : 0,
     sentAt: m.sentAt,
     ...(m.dedup ? { dedup: true } : {}),
+    ...(typeof m.cron?.name === "string" && typeof m.cron.tick === "number" ? { cron: { name: m.cron.name, tick: m.cron.tick } } : {}),
+    ...(m.tracked ? { tracked: true } : {}),
+    ...(typeof m.meta === "object" && m.meta !== null && !Array.isArray(m.meta) ? { meta: m.meta } : {}),
+    ...(m.pipe && m.pipe.length > 0 ? { pipe: m.pipe } : {}),
   };
+}
+
+function isPipeStep(s: unknown): s is PipeStep {
+  const step = s as Partial<PipeStep> | null;
+  return typeof step === "object" && step !== null && typeof step.id === "string" && typeof step.actor === "string"
+    && typeof step.queue === "string" && typeof step.priority === "number";
 }

@@ -1,4 +1,5 @@
 import type { Actor } from "./actor.ts";
+import type { Broker } from "./broker/types.ts";
 import type { SerializedError } from "./errors.ts";
 import type { JobOutcome } from "./executor/types.ts";
 import type { Delivery, Message } from "./message.ts";
@@ -9,11 +10,25 @@ export type Decision =
   | { kind: "retry"; delay: number }
   | { kind: "deadLetter"; error: SerializedError }
   /** Back to the queue, no attempt charged (interrupted, or skipped by middleware for later). */
-  | { kind: "giveBack" };
+  | { kind: "giveBack" }
+  /** Back to the delayed set for `delay` ms, no attempt charged (e.g. over a rate limit). */
+  | { kind: "defer"; delay: number }
+  /**
+   * Removed for good without success, neither retried nor dead-lettered: recorded as `failed` (e.g.
+   * a result over the size cap) or `aborted`, with the error.
+   */
+  | { kind: "discard"; status: "failed" | "aborted"; error: SerializedError };
 
 export interface ProcessInfo {
   delivery: Delivery;
   actor: Actor;
+  /** The worker's broker (to send follow-up jobs, take rate-limit slots). */
+  broker: Broker;
+  /**
+   * What the handler sees as `ctx.meta`: starts as a copy of the message's `meta`; `beforeProcess`
+   * hooks may add to it. JSON only: it crosses into the thread or process that runs the job.
+   */
+  meta: Record<string, unknown>;
 }
 
 /**
@@ -22,10 +37,11 @@ export interface ProcessInfo {
  */
 export interface Middleware {
   readonly name: string;
-  /** Before a message is sent. Throw to refuse it. */
+  /** Before a message is sent; may set `message.meta` (JSON). Throw to refuse it: nothing is sent. */
   beforeEnqueue?(message: Message): void | Promise<void>;
-  afterEnqueue?(message: Message): void | Promise<void>;
-  /** Before a job runs. Return a decision to settle it without running (skip, dead-letter, delay). */
+  /** After the broker took it (`duplicate`: a job with that id was already known, nothing sent). */
+  afterEnqueue?(message: Message, duplicate: boolean): void | Promise<void>;
+  /** Before a job runs. Return a decision to settle it without running (skip, dead-letter, defer, discard). */
   beforeProcess?(info: ProcessInfo): Decision | void | Promise<Decision | void>;
   /** After a job ran; may replace the decision the earlier (inner) middleware reached. */
   afterProcess?(info: ProcessInfo, outcome: JobOutcome, decision: Decision): Decision | void | Promise<Decision | void>;
@@ -39,6 +55,8 @@ export function baseDecision(outcome: JobOutcome): Decision {
     case "interrupted":
       return { kind: "giveBack" };
     case "error":
+      // An aborted job is over: neither retried nor a dead letter to requeue.
+      if (outcome.error.name === "JobAborted") return { kind: "discard", status: "aborted", error: outcome.error };
       return { kind: "deadLetter", error: outcome.error };
   }
 }

@@ -1,13 +1,18 @@
 import type { Logger } from "pino";
 import type { Actor } from "./actor.ts";
 import type { Broker } from "./broker/types.ts";
-import { serializeError, UnknownActorError, type SerializedError } from "./errors.ts";
+import { JobAborted, serializeError, UnknownActorError, type SerializedError } from "./errors.ts";
 import { Events, type WorkerEventMap } from "./events.ts";
 import type { Executor, JobOutcome } from "./executor/types.ts";
 import type { Delivery, MalformedDelivery } from "./message.ts";
 import { runAfterProcess, runBeforeProcess, type Decision, type Middleware, type ProcessInfo } from "./middleware.ts";
 import { ageLimit } from "./middleware/age_limit.ts";
+import { pipelines } from "./middleware/pipelines.ts";
+import { rateLimits } from "./middleware/rate_limit.ts";
+import { resultLimit } from "./middleware/result_limit.ts";
 import { retries } from "./middleware/retries.ts";
+import { settledRecord } from "./results/record.ts";
+import type { JobRecord } from "./results/types.ts";
 
 export interface SupervisorOptions {
   broker: Broker;
@@ -16,7 +21,7 @@ export interface SupervisorOptions {
   logger: Logger;
   /** Queues to read. @default every queue of a registered actor */
   queues?: string[];
-  /** Runs in order before a job, in reverse after it. @default [ageLimit, retries] */
+  /** Runs in order before a job, in reverse after it. @default [ageLimit, rateLimits, retries, pipelines, resultLimit] */
   middleware?: Middleware[];
   /** How long running jobs get to finish on shutdown, ms. @default 30_000 */
   shutdownGrace?: number;
@@ -26,7 +31,14 @@ export interface SupervisorOptions {
   renewEvery?: number;
 }
 
-export const defaultMiddleware: readonly Middleware[] = [ageLimit, retries];
+/**
+ * After-hooks run in reverse: resultLimit refuses an oversized result first, so that pipelines only
+ * send the next step of a job that really completed, and retries only see failures.
+ */
+export const defaultMiddleware: readonly Middleware[] = [ageLimit, rateLimits, retries, pipelines, resultLimit];
+
+/** Aborted ids remembered for jobs other workers hold; past this many, the oldest are forgotten. */
+const maxAbortedIds = 10_000;
 
 /**
  * The consume loop: read as many messages as the executor has free slots, hand each to the
@@ -39,7 +51,10 @@ export class Supervisor {
   readonly #o: Required<Omit<SupervisorOptions, "queues">>;
   readonly #running = new Map<string, Delivery>();
   readonly #settling = new Set<Promise<void>>();
-  #acks: Array<{ delivery: Delivery; keepMs: number }> = [];
+  #acks: Array<{ delivery: Delivery; keepMs: number; record?: JobRecord }> = [];
+  /** Jobs aborted with `job.abort()` and not settled yet: skipped if read, stopped if running. */
+  readonly #aborted = new Set<string>();
+  #stopWatchingAborts: (() => Promise<void>) | undefined;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #slotFree: (() => void) | undefined;
   #stopping = false;
@@ -67,6 +82,7 @@ export class Supervisor {
     await broker.publishActors([...registry.values()].map((a) => ({
       name: a.name, queue: a.options.queue, priority: a.options.priority,
     })));
+    this.#stopWatchingAborts = await broker.jobs.watchAborts(this.queues, (id) => this.#onAbort(id));
     this.#renewTimer = setInterval(() => this.#renew(), this.#o.renewEvery);
     logger.info({ queues: this.queues, capacity: executor.capacity, actors: registry.size }, "worker started");
     this.#loop = this.#consume();
@@ -88,6 +104,7 @@ export class Supervisor {
     }
     await this.#flushAcks();
     clearInterval(this.#renewTimer);
+    await this.#stopWatchingAborts?.().catch(() => undefined);
     this.events.emit("worker:stopped", {});
     this.#o.logger.info("worker stopped");
   }
@@ -95,12 +112,21 @@ export class Supervisor {
   async #consume(): Promise<void> {
     const { broker, executor, logger, blockMs } = this.#o;
     let failures = 0;
+    let lingered = false;
     while (!this.#stopping) {
       const free = executor.capacity - this.#running.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.#slotFree = resolve));
         continue;
       }
+      if (free < refillBatch(executor.capacity) && this.#running.size > 0 && !lingered) {
+        // Jobs finish one at a time: reading as soon as one slot frees costs a round trip per job.
+        // Give the others one timer tick (about 1 ms) to finish so that one read fetches many.
+        lingered = true;
+        await sleep(1);
+        continue;
+      }
+      lingered = false;
       let batch: Array<Delivery | MalformedDelivery>;
       try {
         batch = await broker.read(this.queues, free, blockMs);
@@ -126,28 +152,39 @@ export class Supervisor {
     this.#running.set(key, delivery);
     const { message } = delivery;
     const actor = this.#o.registry.get(message.actor);
+    let startedAt: number | undefined;
     const done = (decision: Decision, outcome?: JobOutcome) => {
       this.#running.delete(key);
       this.#slotFree?.();
       this.#slotFree = undefined;
-      this.#settle(delivery, actor, decision, outcome);
+      this.#settle(delivery, actor, decision, outcome, startedAt);
     };
     if (!actor) {
       const error = new UnknownActorError(message.actor, `no worker on queue "${message.queue}" defines it`);
       done({ kind: "deadLetter", error: serializeError(error) });
       return;
     }
-    const info: ProcessInfo = { delivery, actor };
+    if (this.#aborted.has(message.id)) {
+      done({ kind: "discard", status: "aborted", error: serializeError(new JobAborted("aborted before it ran")) });
+      return;
+    }
+    const info: ProcessInfo = { delivery, actor, broker: this.#o.broker, meta: { ...message.meta } };
     const attempt = delivery.retries + 1;
     void (async () => {
       const skip = await runBeforeProcess(this.#o.middleware, info);
       if (skip) return done(skip);
       if (this.events.has("job:start")) this.events.emit("job:start", { ...ids(delivery), attempt });
       if (this.#o.logger.isLevelEnabled("debug")) this.#o.logger.debug({ ...ids(delivery), attempt }, "job started");
-      const outcome = await this.#o.executor.run({
+      startedAt = Date.now();
+      let outcome = await this.#o.executor.run({
         id: message.id, actor: message.actor, queue: message.queue, payload: message.payload,
-        attempt, timeLimit: actor.options.timeLimit,
+        attempt, timeLimit: actor.options.timeLimit, meta: info.meta,
       });
+      if (this.#aborted.has(message.id)) {
+        // However the handler ended once told to stop, the job is over: not retried, not dead.
+        const error = serializeError(new JobAborted("aborted while running"));
+        outcome = { status: "error", error, final: true, duration: "duration" in outcome ? outcome.duration : 0 };
+      }
       done(await runAfterProcess(this.#o.middleware, info, outcome), outcome);
     })().catch((error) => {
       // A middleware threw: the job's fate is unknown, so it goes back rather than being lost.
@@ -156,34 +193,55 @@ export class Supervisor {
     });
   }
 
-  #settle(delivery: Delivery, actor: Actor | undefined, decision: Decision, outcome?: JobOutcome): void {
+  #settle(delivery: Delivery, actor: Actor | undefined, decision: Decision, outcome?: JobOutcome, startedAt?: number): void {
     const { logger, broker } = this.#o;
     const attempt = delivery.retries + 1;
     const keepMs = actor?.options.resultTtl ?? 0;
     const duration = outcome && "duration" in outcome ? Math.round(outcome.duration) : undefined;
+    // Records are built from the message and the outcome, no read needed; none when nothing is kept.
+    const record = (status: JobRecord["status"], fields: Parameters<typeof settledRecord>[2] = {}) =>
+      keepMs > 0 ? settledRecord(delivery, status, { startedAt, ...fields }) : undefined;
+    if (decision.kind !== "retry" && decision.kind !== "defer" && decision.kind !== "giveBack") {
+      this.#aborted.delete(delivery.message.id);
+    }
     switch (decision.kind) {
       case "ack":
-        this.#acks.push({ delivery, keepMs });
-        if (this.#acks.length >= 256) void this.#flushAcks();
-        else this.#ackTimer ??= setTimeout(() => void this.#flushAcks(), 0);
+        this.#pushAck(delivery, keepMs, record("completed", { result: outcome?.status === "ok" ? outcome.value : undefined }));
         if (this.events.has("job:complete")) {
           this.events.emit("job:complete", { ...ids(delivery), attempt, duration: duration ?? 0,
             value: outcome?.status === "ok" ? outcome.value : undefined });
         }
         if (logger.isLevelEnabled("debug")) logger.debug({ ...ids(delivery), attempt, duration }, "job completed");
         return;
+      case "discard":
+        // Built even when nothing is kept: the broker clears an aborted job's mark by its status.
+        this.#pushAck(delivery, keepMs, settledRecord(delivery, decision.status, { startedAt, error: decision.error }));
+        logger.info({ ...ids(delivery), attempt, duration, status: decision.status, error: decision.error }, `job ${decision.status}`);
+        this.events.emit("job:discarded", { ...ids(delivery), attempt, status: decision.status, error: decision.error });
+        return;
       case "retry": {
         const error = outcome?.status === "error" ? outcome.error : undefined;
         logger.info({ ...ids(delivery), attempt, duration, delay: decision.delay, error }, "job failed; retrying");
         this.events.emit("job:retry", { ...ids(delivery), attempt, delay: decision.delay, error: error ?? { name: "Retry", message: "retry" } });
-        this.#track(this.#withRetries(() => broker.retry(delivery, decision.delay), delivery));
+        const waiting = record("delayed", { error, dueAt: Date.now() + decision.delay });
+        this.#track(this.#withRetries(() => broker.retry(delivery, decision.delay, { record: waiting }), delivery));
         return;
       }
-      case "deadLetter":
+      case "defer": {
+        if (logger.isLevelEnabled("debug")) logger.debug({ ...ids(delivery), delay: decision.delay }, "job deferred");
+        this.events.emit("job:returned", { ...ids(delivery), reason: `deferred ${decision.delay} ms` });
+        // Not an attempt: the record keeps the attempts so far and no start time of a run that never was.
+        const waiting = keepMs > 0 ? settledRecord(delivery, "delayed", { dueAt: Date.now() + decision.delay }) : undefined;
+        this.#track(this.#withRetries(() => broker.retry(delivery, decision.delay, { charge: false, record: waiting }), delivery));
+        return;
+      }
+      case "deadLetter": {
         logger.warn({ ...ids(delivery), attempt, duration, error: decision.error }, "job dead-lettered");
         this.events.emit("job:dead", { ...ids(delivery), attempt, error: decision.error });
-        this.#track(this.#withRetries(() => broker.deadLetter(delivery, decision.error, keepMs), delivery));
+        const dead = record("dead", { error: decision.error });
+        this.#track(this.#withRetries(() => broker.deadLetter(delivery, decision.error, keepMs, dead), delivery));
         return;
+      }
       case "giveBack": {
         const reason = outcome?.status === "interrupted" ? outcome.reason : "returned by middleware";
         logger.info({ ...ids(delivery), reason }, "job returned to its queue, not charged an attempt");
@@ -191,6 +249,23 @@ export class Supervisor {
         this.#track(this.#withRetries(() => broker.giveBack([delivery]), delivery));
         return;
       }
+    }
+  }
+
+  #pushAck(delivery: Delivery, keepMs: number, record: JobRecord | undefined): void {
+    this.#acks.push(record ? { delivery, keepMs, record } : { delivery, keepMs });
+    if (this.#acks.length >= 256) void this.#flushAcks();
+    else this.#ackTimer ??= setTimeout(() => void this.#flushAcks(), 0);
+  }
+
+  /** `job.abort()` reached this worker: skip the job if it comes, stop it if it runs here. */
+  #onAbort(id: string): void {
+    this.#aborted.add(id);
+    if (this.#aborted.size > maxAbortedIds) this.#aborted.delete(this.#aborted.values().next().value!);
+    for (const d of this.#running.values()) {
+      if (d.message.id !== id) continue;
+      this.#o.logger.info({ ...ids(d) }, "aborting a running job");
+      this.#o.executor.abort?.(id, "job aborted");
     }
   }
 
@@ -241,6 +316,11 @@ export class Supervisor {
 
 function ids(d: Delivery): { id: string; actor: string; queue: string } {
   return { id: d.message.id, actor: d.message.actor, queue: d.message.queue };
+}
+
+/** Free slots worth a read while jobs are still running: a quarter of the capacity. */
+function refillBatch(capacity: number): number {
+  return Math.max(1, Math.floor(capacity / 4));
 }
 
 function sleep(ms: number): Promise<void> {

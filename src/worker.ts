@@ -7,6 +7,7 @@ import type { Broker } from "./broker/types.ts";
 import { settings } from "./config.ts";
 import { closeBroker } from "./client.ts";
 import { ConfigError } from "./errors.ts";
+import { cronForWorker } from "./cron/mod.ts";
 import { createExecutor, type Isolation } from "./executor/mod.ts";
 import type { Middleware } from "./middleware.ts";
 import { cwd, hostname, onShutdownSignal, pid } from "./runtime/mod.ts";
@@ -22,7 +23,12 @@ export interface WorkerOptions {
   threads?: number;
   /** "thread" (default on Bun and Node), "process" (default on Deno), "inline" (no isolation). */
   isolation?: Isolation;
-  /** Per-thread/process memory cap, MB; exceeded means recycled. */
+  /**
+   * Per-thread/process memory cap, MB, enforced by the worker on every runtime: a thread's JS heap
+   * plus its external memory (Buffers, ArrayBuffers), or a child process's RSS, is checked every
+   * 250 ms; a host over the cap is stopped and replaced, and its running jobs go back to their queue
+   * uncharged. Not enforced with isolation "inline". @default no cap
+   */
   maxMemoryMb?: number;
   shutdownGrace?: number;
   visibilityTimeout?: number;
@@ -31,6 +37,8 @@ export interface WorkerOptions {
   logger?: Logger;
   /** Install SIGTERM/SIGINT handlers (first: graceful stop; second: exit at once). @default true */
   handleSignals?: boolean;
+  /** Run a cron ticker in this worker (`--no-cron` turns it off; cron jobs still run). @default true */
+  cron?: boolean;
 }
 
 export interface RunningWorker {
@@ -71,9 +79,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     redisUrl: s.redisUrl,
     prefix: s.prefix,
   });
+  const cron = cronForWorker({ broker, logger, tick: options.cron ?? true });
   const supervisor = new Supervisor({
     broker, executor, registry, logger,
-    middleware: options.middleware ?? [...defaultMiddleware],
+    middleware: [...(options.middleware ?? defaultMiddleware), ...cron.middleware],
     ...(options.queues ? { queues: options.queues } : {}),
     ...(options.shutdownGrace !== undefined ? { shutdownGrace: options.shutdownGrace } : {}),
     // Renew claims three times per visibility timeout, so one slow round trip never lets one lapse.
@@ -83,6 +92,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= (async () => {
+    await cron.stop();
     await supervisor.stop();
     if (!options.broker) await broker.close();
     await closeBroker(); // handlers that sent jobs opened the default connection
@@ -106,5 +116,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     });
   }
   await supervisor.start();
+  cron.start();
   return { supervisor, stopped, stop };
 }

@@ -123,3 +123,56 @@ export async function started(w: WorkerProcess, timeout = 20_000): Promise<void>
   await until(() => w.logs.some((l) => l.msg === "worker started") || w.child.exitCode !== null, "worker started", timeout);
   if (w.child.exitCode !== null) throw new Error(`worker exited with ${w.child.exitCode}:\n${w.output()}`);
 }
+
+/**
+ * Starts `dray <command> <args>` (e.g. `scheduler <module>`, `cron list <module>`) with the same
+ * plumbing as {@link spawnWorker}: parsed pino lines in `logs`, the whole output in `output()`.
+ */
+export function spawnDray(command: string, args: string[], env: Record<string, string>, runtime?: string): WorkerProcess {
+  const [cmd, ...pre] = runtimeCommand(runtime);
+  const child = spawn(cmd!, [...pre, join(root, "src/cli/main.ts"), command, ...args], {
+    cwd: root,
+    env: { ...process.env, DRAY_LOG_LEVEL: "debug", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Array<Record<string, unknown>> = [];
+  let text = "";
+  let partial = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    const s = chunk.toString();
+    text += s;
+    partial += s;
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) {
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        // not a log line
+      }
+    }
+  });
+  child.stderr!.on("data", (chunk: Buffer) => (text += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return {
+    child,
+    logs,
+    output: () => text,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return await exited;
+    },
+  };
+}
+
+/** Starts `dray scheduler <modules>` (the cron ticker alone) with its own prefix. */
+export function spawnScheduler(modules: string[], env: Record<string, string>, runtime?: string): WorkerProcess {
+  return spawnDray("scheduler", modules, env, runtime);
+}
+
+/** Waits for the "cron ticker started" log line of a scheduler (or of a worker that ticks). */
+export async function tickerStarted(p: WorkerProcess, timeout = 20_000): Promise<void> {
+  await until(() => p.logs.some((l) => l.msg === "cron ticker started") || p.child.exitCode !== null, "cron ticker started", timeout);
+  if (p.child.exitCode !== null) throw new Error(`process exited with ${p.child.exitCode}:\n${p.output()}`);
+}

@@ -18,6 +18,43 @@
  *   {<p>:<q>}:dlq                   stream dead letters. Fields: m, r, e = error JSON, at = when (ms)
  *   {<p>:<q>}:id:<jobId>            string stream entry id (or "delayed") of a job sent with a jobId;
  *                                          present while the job is known, so a second send is a no-op
+ *
+ * Results, status, abort and rate limits (src/results/, src/middleware/rate_limit.ts).
+ *
+ *   {<p>:<q>}:job:<jobId>           string JSON JobRecord (src/results/types.ts): status, timestamps,
+ *                                          attempts, result, last error. Written by the sender with the
+ *                                          message (queued/delayed, no expiry) and by the worker in the
+ *                                          same transaction as the ack (then expires after the actor's
+ *                                          resultTtl). Never written for actors with resultTtl 0
+ *   {<p>:<q>}:running               hash   job id -> ms its run started, for jobs with a record that a
+ *                                          worker holds: one HSET per read batch, HDEL when settled, so
+ *                                          "running" costs no write per job. Read by job.status()
+ *   {<p>:<q>}:aborted               set    ids of jobs aborted before they settled; workers load it at
+ *                                          start, skip those jobs and SREM them when they settle
+ *   {<p>:<q>}:done                  pubsub channel: JSON array of ids of jobs whose record just
+ *                                          finished (one message per ack batch); result waiters listen
+ *   <p>:abort                       pubsub channel: JSON {queue, id} of an aborted job; the worker
+ *                                          running it stops it
+ *   <p>:limit:<key>:running         zset   a concurrency limit: member = a running job's token
+ *                                          "<jobId>:<entryId>", score = its lease's expiry ms (a dead
+ *                                          worker's slot frees itself). Keyed by limit, not queue:
+ *                                          actors of several queues may share one. <key> defaults to
+ *                                          the actor's name
+ *   <p>:limit:<key>:window          zset   a sliding-window limit: member = token, score = ms it
+ *                                          started; trimmed to the window on each take
+ *
+ * Cron (src/cron/). <q> is the queue of the cron's actor, so the tick script that claims a tick and
+ * enqueues its job touches one slot. A tick's job id is "cron:<name>:<tick ms>".
+ *
+ *   <p>:crons                       hash   cron name -> JSON {actor, queue, expression, timezone};
+ *                                          published by tickers so `dray cron` works without modules
+ *   {<p>:<q>}:cron:<name>:last      string the newest tick handled (ms since epoch), run or skipped;
+ *                                          only the tick script writes it, and only forward
+ *   {<p>:<q>}:cron:<name>:lock      string overlap lock: id of the job whose run holds it; PX lockTtl
+ *   {<p>:<q>}:cron:<name>:runs      hash   run id "<jobId>#<attempt>" -> run JSON (status, tick, times,
+ *                                          duration, result or error)
+ *   {<p>:<q>}:cron:<name>:order     zset   run ids, score = start ms; trimmed with their runs to
+ *                                          the cron's historySize
  */
 export const GROUP = "dray";
 
@@ -28,6 +65,10 @@ export interface QueueKeys {
   dlq: string;
   stream(priority: number): string;
   dedup(jobId: string): string;
+  job(jobId: string): string;
+  running: string;
+  aborted: string;
+  done: string;
 }
 
 export function queueKeys(prefix: string, queue: string): QueueKeys {
@@ -40,11 +81,30 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     dlq: `${tag}:dlq`,
     stream: (priority) => `${streamPrefix}${priority}`,
     dedup: (jobId) => `${tag}:id:${jobId}`,
+    job: (jobId) => `${tag}:job:${jobId}`,
+    running: `${tag}:running`,
+    aborted: `${tag}:aborted`,
+    done: `${tag}:done`,
   };
 }
 
+export interface CronKeys {
+  last: string;
+  lock: string;
+  runs: string;
+  order: string;
+}
+
+export function cronKeys(prefix: string, queue: string, name: string): CronKeys {
+  const base = `{${prefix}:${queue}}:cron:${name}`;
+  return { last: `${base}:last`, lock: `${base}:lock`, runs: `${base}:runs`, order: `${base}:order` };
+}
+
+export const cronsKey = (prefix: string): string => `${prefix}:crons`;
 export const actorsKey = (prefix: string): string => `${prefix}:actors`;
 export const queuesKey = (prefix: string): string => `${prefix}:queues`;
+export const abortChannel = (prefix: string): string => `${prefix}:abort`;
+export const limitKey = (prefix: string, key: string): string => `${prefix}:limit:${key}`;
 
 /** The queue a stream key belongs to (for logs and dead letters of entries that cannot be decoded). */
 export function queueOfStream(prefix: string, stream: string): string {

@@ -1,6 +1,9 @@
 import { MalformedMessageError, type SerializedError } from "../errors.ts";
 import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
-import type { Acked, ActorMeta, Broker, DeadLetter, QueueStats, SendRequest } from "./types.ts";
+import { pendingRecord } from "../results/record.ts";
+import { MemoryJobStore } from "../results/memory.ts";
+import type { JobRecord } from "../results/types.ts";
+import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 interface Entry {
   entryId: string;
@@ -29,6 +32,8 @@ interface QueueState {
 export class MemoryBroker implements Broker {
   readonly prefix: string;
   readonly visibilityTimeout: number;
+  readonly jobs = new MemoryJobStore();
+  readonly limits: RateLimits = new MemoryLimits();
   readonly #queues = new Map<string, QueueState>();
   readonly #dedup = new Map<string, number>();
   readonly #actors = new Map<string, ActorMeta>();
@@ -73,6 +78,7 @@ export class MemoryBroker implements Broker {
       }
       const entry = { entryId: this.#entryId(), body: encodeMessage(message), retries: 0 };
       const due = delay !== undefined ? Date.now() + delay : at;
+      if (message.tracked) this.jobs.put(pendingRecord(message, due));
       if (due !== undefined) this.#q(message.queue).delayed.push({ due, priority: message.priority, entry });
       else this.#push(message.queue, message.priority, entry);
       return true;
@@ -115,7 +121,9 @@ export class MemoryBroker implements Broker {
         while (list.length > 0 && out.length < count) {
           const entry = list.shift()!;
           q.pending.set(entry.entryId, { entry, priority, claimedAt: now });
-          out.push(this.#decode(queue, priority, entry));
+          const d = this.#decode(queue, priority, entry);
+          if (!("malformed" in d) && d.message.tracked) this.jobs.markRunning(queue, d.message.id);
+          out.push(d);
         }
       }
     }
@@ -148,23 +156,27 @@ export class MemoryBroker implements Broker {
   }
 
   async ack(done: Acked[]): Promise<void> {
-    for (const { delivery, keepMs } of done) {
-      if (this.#release(delivery.ref) && delivery.message.dedup) {
-        this.#settleDedup(delivery.message.queue, delivery.message.id, keepMs);
-      }
+    for (const { delivery, keepMs, record } of done) {
+      if (!this.#release(delivery.ref)) continue;
+      const { message } = delivery;
+      if (message.dedup) this.#settleDedup(message.queue, message.id, keepMs);
+      if (message.tracked || record) this.jobs.finish(message.queue, message.id, record, keepMs);
     }
   }
 
-  async retry(delivery: Delivery, delayMs: number): Promise<void> {
+  async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<void> {
     const p = this.#release(delivery.ref);
     if (!p) return;
-    this.#q(delivery.message.queue).delayed.push({
+    const { message } = delivery;
+    this.#q(message.queue).delayed.push({
       due: Date.now() + delayMs, priority: p.priority,
-      entry: { ...p.entry, body: encodeMessage(delivery.message), retries: delivery.retries + 1 },
+      entry: { ...p.entry, body: encodeMessage(message), retries: delivery.retries + (options.charge === false ? 0 : 1) },
     });
+    if (options.record) this.jobs.put(options.record);
+    if (message.tracked || options.record) this.jobs.notRunning(message.queue, message.id);
   }
 
-  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0): Promise<void> {
+  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<void> {
     if (!this.#release(delivery.ref)) return;
     const malformed = "malformed" in delivery;
     const queue = malformed ? delivery.queue : delivery.message.queue;
@@ -174,12 +186,14 @@ export class MemoryBroker implements Broker {
       retries: malformed ? 0 : delivery.retries,
     });
     if (!malformed && delivery.message.dedup) this.#settleDedup(queue, delivery.message.id, keepMs);
+    if (!malformed && (delivery.message.tracked || record)) this.jobs.finish(queue, delivery.message.id, record, keepMs);
   }
 
   async giveBack(deliveries: Delivery[]): Promise<void> {
     for (const d of deliveries) {
       const p = this.#release(d.ref);
       if (p) this.#push(d.message.queue, p.priority, { ...p.entry, entryId: this.#entryId() });
+      if (p && d.message.tracked) this.jobs.notRunning(d.message.queue, d.message.id);
     }
   }
 
@@ -247,5 +261,29 @@ export class MemoryBroker implements Broker {
 
   async close(): Promise<void> {
     this.interrupt();
+  }
+}
+
+/** Rate-limiter slots in memory, by the same rules as the Redis script (ACQUIRE). */
+class MemoryLimits implements RateLimits {
+  readonly #slots = new Map<string, Map<string, number>>();
+
+  async acquire(key: string, rule: LimitRule, token: string): Promise<number> {
+    const now = Date.now();
+    const slots = this.#slots.get(key) ?? new Map<string, number>();
+    this.#slots.set(key, slots);
+    // Concurrent: score = lease expiry; window: score = start, aged out after the window.
+    const expired = (score: number) => rule.kind === "concurrent" ? score <= now : score <= now - rule.windowMs;
+    for (const [t, score] of slots) if (expired(score)) slots.delete(t);
+    if (slots.size < rule.limit) {
+      slots.set(token, rule.kind === "concurrent" ? now + rule.leaseMs : now);
+      return 0;
+    }
+    if (rule.kind === "concurrent") return -1;
+    return Math.max(1, Math.min(...slots.values()) + rule.windowMs - now);
+  }
+
+  async release(key: string, token: string): Promise<void> {
+    this.#slots.get(key)?.delete(token);
   }
 }

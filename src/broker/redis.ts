@@ -2,9 +2,12 @@ import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { BrokerError, MalformedMessageError, type SerializedError } from "../errors.ts";
 import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
-import { actorsKey, GROUP, queueKeys, queueOfStream, queuesKey, type QueueKeys } from "./keys.ts";
-import { ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
-import type { Acked, ActorMeta, Broker, DeadLetter, QueueStats, SendRequest } from "./types.ts";
+import { encodeRecord, pendingRecord } from "../results/record.ts";
+import { RedisJobStore } from "../results/redis.ts";
+import type { JobRecord } from "../results/types.ts";
+import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, type QueueKeys } from "./keys.ts";
+import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
+import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 export interface RedisBrokerOptions {
   /** @default settings().redisUrl */
@@ -28,16 +31,20 @@ type Scripted = Redis & {
   drayEnqueue(...args: (string | number)[]): Promise<number>;
   draySettle(...args: (string | number)[]): Promise<number>;
   drayRequeue(...args: (string | number)[]): Promise<number>;
+  drayAcquire(...args: (string | number)[]): Promise<number>;
 };
 
 export class RedisBroker implements Broker {
   readonly prefix: string;
   readonly consumer: string;
   readonly visibilityTimeout: number;
+  readonly jobs: RedisJobStore;
+  readonly limits: RateLimits;
   readonly #redis: Scripted;
   #blocker: Redis | undefined;
   readonly #options: RedisBrokerOptions;
   readonly #knownPriorities = new Set<string>();
+  readonly #knownQueues = new Set<string>();
   readonly #streamsByQueue = new Map<string, string[]>();
   #lastReclaim = 0;
   /** When the blocking read in progress gives up (0 when none): a retry due sooner interrupts it. */
@@ -51,9 +58,19 @@ export class RedisBroker implements Broker {
     this.visibilityTimeout = options.visibilityTimeout ?? 10_000;
     this.#redis = connect(options, "dray") as Scripted;
     this.#redis.defineCommand("drayRead", { numberOfKeys: 2, lua: READ });
-    this.#redis.defineCommand("drayEnqueue", { numberOfKeys: 4, lua: ENQUEUE });
-    this.#redis.defineCommand("draySettle", { numberOfKeys: 3, lua: SETTLE });
+    this.#redis.defineCommand("drayEnqueue", { numberOfKeys: 5, lua: ENQUEUE });
+    this.#redis.defineCommand("draySettle", { numberOfKeys: 6, lua: SETTLE });
     this.#redis.defineCommand("drayRequeue", { numberOfKeys: 2, lua: REQUEUE });
+    this.#redis.defineCommand("drayAcquire", { numberOfKeys: 1, lua: ACQUIRE });
+    this.jobs = new RedisJobStore({
+      prefix: this.prefix, redis: this.#redis, logger: options.logger,
+      subscriber: () => connect({ ...options, patient: true }, "dray-sub"),
+    });
+    this.limits = {
+      acquire: (key: string, rule: LimitRule, token: string) => this.#redis.drayAcquire(limitKey(this.prefix, key),
+        rule.kind, rule.limit, rule.kind === "concurrent" ? rule.leaseMs : rule.windowMs, token),
+      release: async (key: string, token: string) => void (await this.#redis.zrem(limitKey(this.prefix, key), token)),
+    };
   }
 
   /** The command connection, for handlers' `ctx.redis` and for tools. */
@@ -74,7 +91,18 @@ export class RedisBroker implements Broker {
       const k = this.keys(message.queue);
       const body = encodeMessage(message);
       const prio = String(message.priority);
+      if (!this.#knownQueues.has(message.queue)) {
+        // So that a handle made from a bare id can find the queue its record is in.
+        pipe.sadd(queuesKey(this.prefix), message.queue);
+        this.#knownQueues.add(message.queue);
+        commands++;
+      }
       if (!message.dedup && delay === undefined && at === undefined) {
+        if (message.tracked) {
+          // Before the XADD: a worker's final record must never be overwritten by this one.
+          pipe.set(k.job(message.id), encodeRecord(pendingRecord(message)));
+          commands++;
+        }
         // The fast path: one XADD. The priority level is registered once per process.
         const known = `${message.queue}\u0000${prio}`;
         if (!this.#knownPriorities.has(known)) {
@@ -85,8 +113,10 @@ export class RedisBroker implements Broker {
         pipe.xadd(k.stream(message.priority), "*", "m", body, "r", "0");
         plain.push(true);
       } else {
+        const dueAt = delay !== undefined ? Date.now() + delay : at;
         pipe.drayEnqueue(k.stream(message.priority), k.delayed, k.priorities,
-          message.dedup ? k.dedup(message.id) : "", body, prio, delay ?? -1, at ?? -1);
+          message.dedup ? k.dedup(message.id) : "", message.tracked ? k.job(message.id) : "",
+          body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "");
         plain.push(false);
       }
       lastOf.push(commands++);
@@ -114,11 +144,32 @@ export class RedisBroker implements Broker {
         this.#decodeInto(out, queue, res[j] as string, res[j + 1] as Entry[]);
       }
     }
-    if (out.length > 0 || blockMs <= 0) return out;
+    if (out.length > 0 || blockMs <= 0) return this.#markRunning(out);
     // Nothing ready: block on the streams until something arrives or the next delayed job is due
     // (the Redis clock and ours may differ a little; waking early only costs one more read).
     const wait = Math.max(1, Math.min(blockMs, nextDue === Infinity ? blockMs : nextDue - Date.now()));
     await this.#block(queues, count, wait, out);
+    return this.#markRunning(out);
+  }
+
+  /**
+   * Jobs with a record read "running" while a worker holds them: one HSET per queue per read batch,
+   * sent without waiting (the ack that removes it goes later on the same connection, so in order).
+   */
+  #markRunning(out: Array<Delivery | MalformedDelivery>): Array<Delivery | MalformedDelivery> {
+    let byQueue: Map<string, string[]> | undefined;
+    const now = String(Date.now());
+    for (const d of out) {
+      if ("malformed" in d || !d.message.tracked) continue;
+      byQueue ??= new Map();
+      const fields = byQueue.get(d.message.queue) ?? [];
+      fields.push(d.message.id, now);
+      byQueue.set(d.message.queue, fields);
+    }
+    if (!byQueue) return out;
+    const pipe = this.#redis.pipeline();
+    for (const [queue, fields] of byQueue) pipe.hset(this.keys(queue).running, ...fields);
+    pipe.exec().catch((error) => this.#options.logger?.warn({ err: error }, "marking jobs running failed"));
     return out;
   }
 
@@ -180,53 +231,88 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /**
+   * One MULTI for a batch: the records of the batch (kept `keepMs`), the acks, and one message per
+   * queue to whoever waits on these jobs. The ack and the outcome land together or not at all.
+   */
   async ack(done: Acked[]): Promise<void> {
     if (done.length === 0) return;
     const byStream = new Map<string, string[]>();
+    let recorded: Map<string, string[]> | undefined;
     const multi = this.#redis.multi();
-    for (const { delivery, keepMs } of done) {
+    for (const { delivery, keepMs, record } of done) {
+      const { message } = delivery;
       const ids = byStream.get(delivery.ref.stream) ?? [];
       ids.push(delivery.ref.entryId);
       byStream.set(delivery.ref.stream, ids);
-      if (delivery.message.dedup) {
-        const key = this.keys(delivery.message.queue).dedup(delivery.message.id);
-        if (keepMs > 0) multi.pexpire(key, keepMs);
-        else multi.del(key);
+      const k = this.keys(message.queue);
+      if (message.dedup) {
+        if (keepMs > 0) multi.pexpire(k.dedup(message.id), keepMs);
+        else multi.del(k.dedup(message.id));
       }
+      if (record?.status === "aborted") multi.srem(k.aborted, message.id);
+      if (!message.tracked && !(record && keepMs > 0)) continue;
+      if (record && keepMs > 0) multi.set(k.job(message.id), encodeRecord(record), "PX", keepMs);
+      else multi.del(k.job(message.id));
+      recorded ??= new Map();
+      recorded.set(message.queue, [...(recorded.get(message.queue) ?? []), message.id]);
     }
     for (const [stream, ids] of byStream) {
       multi.xack(stream, GROUP, ...ids);
       multi.xdel(stream, ...ids);
     }
+    for (const [queue, ids] of recorded ?? []) {
+      const k = this.keys(queue);
+      multi.hdel(k.running, ...ids);
+      multi.publish(k.done, JSON.stringify(ids));
+    }
     await execPipeline(multi);
   }
 
-  async retry(delivery: Delivery, delayMs: number): Promise<void> {
+  async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<void> {
     const k = this.keys(delivery.message.queue);
-    await this.#redis.draySettle(delivery.ref.stream, k.delayed, "", GROUP, delivery.ref.entryId, "delay",
-      encodeMessage(delivery.message), delivery.retries + 1, Math.max(0, Math.round(delayMs)), "", 0);
+    const retries = options.charge === false ? delivery.retries : delivery.retries + 1;
+    await this.#redis.draySettle(delivery.ref.stream, k.delayed, "", ...this.#recordKeys(delivery, options.record),
+      GROUP, delivery.ref.entryId, "delay", encodeMessage(delivery.message), retries, Math.max(0, Math.round(delayMs)),
+      "", 0, ...this.#recordArgs(delivery, options.record, 0, false));
     // Our own read loop may be blocked past the new due time; wake it rather than run the retry late.
     if (this.#blockUntil > 0 && Date.now() + delayMs < this.#blockUntil - 10) this.interrupt();
   }
 
-  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0): Promise<void> {
+  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<void> {
     const isMalformed = "malformed" in delivery;
     const queue = isMalformed ? delivery.queue : delivery.message.queue;
     const k = this.keys(queue);
     const body = isMalformed ? JSON.stringify(delivery.raw) : encodeMessage(delivery.message);
     const dedup = !isMalformed && delivery.message.dedup ? k.dedup(delivery.message.id) : "";
-    await this.#redis.draySettle(delivery.ref.stream, k.dlq, dedup, GROUP, delivery.ref.entryId, "dlq", body,
-      isMalformed ? 0 : delivery.retries, 0, JSON.stringify(error), keepMs);
+    const kept = keepMs > 0 ? record : undefined;
+    await this.#redis.draySettle(delivery.ref.stream, k.dlq, dedup,
+      ...(isMalformed ? ["", "", ""] : this.#recordKeys(delivery, kept)),
+      GROUP, delivery.ref.entryId, "dlq", body, isMalformed ? 0 : delivery.retries, 0, JSON.stringify(error), keepMs,
+      ...(isMalformed ? ["", "", 0, ""] : this.#recordArgs(delivery, kept, keepMs, true)));
   }
 
   async giveBack(deliveries: Delivery[]): Promise<void> {
     if (deliveries.length === 0) return;
     const pipe = this.#redis.pipeline() as unknown as Scripted;
     for (const d of deliveries) {
-      pipe.draySettle(d.ref.stream, d.ref.stream, "", GROUP, d.ref.entryId, "stream", encodeMessage(d.message),
-        d.retries, 0, "", 0);
+      pipe.draySettle(d.ref.stream, d.ref.stream, "", ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId,
+        "stream", encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false));
     }
     await execPipeline(pipe);
+  }
+
+  /** SETTLE's record keys: none for a job that has no record and gets none. */
+  #recordKeys(d: Delivery, record: JobRecord | undefined): [string, string, string] {
+    if (!d.message.tracked && !record) return ["", "", ""];
+    const k = this.keys(d.message.queue);
+    return [k.job(d.message.id), k.running, k.aborted];
+  }
+
+  /** SETTLE's record arguments: job id, record JSON, its ttl, and the channel to tell when finished. */
+  #recordArgs(d: Delivery, record: JobRecord | undefined, ttl: number, finished: boolean): [string, string, number, string] {
+    const tell = finished && (d.message.tracked || record) ? this.keys(d.message.queue).done : "";
+    return [d.message.id, record ? encodeRecord(record) : "", ttl, tell];
   }
 
   async extend(refs: DeliveryRef[]): Promise<void> {
@@ -320,6 +406,7 @@ export class RedisBroker implements Broker {
 
   async close(): Promise<void> {
     this.interrupt();
+    this.jobs.close();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
 }

@@ -77,8 +77,10 @@ return out
 
 /**
  * enqueue: send one message with a jobId (dedup) and/or a delay. Plain sends use XADD directly.
- * KEYS: stream, delayed, priorities, dedupKey ('' when none)
- * ARGV: messageJson, priority, delayMs (-1 = now), atMs (-1 = not set)
+ * The job's record is written only when the message is really sent, so a duplicate send leaves the
+ * first job's record (and status) alone.
+ * KEYS: stream, delayed, priorities, dedupKey ('' when none), recordKey ('' when none)
+ * ARGV: messageJson, priority, delayMs (-1 = now), atMs (-1 = not set), recordJson
  * Returns: 1 when sent, 0 when a job with this id is already known.
  */
 export const ENQUEUE = `
@@ -86,6 +88,7 @@ local body, prio, delay, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV
 if KEYS[4] ~= '' then
   if redis.call('SET', KEYS[4], 'queued', 'NX') == false then return 0 end
 end
+if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5]) end
 redis.call('SADD', KEYS[3], prio)
 local due = -1
 if at >= 0 then due = at end
@@ -104,9 +107,12 @@ return 1
 /**
  * settle: take one entry off its stream and put it somewhere else, atomically, so it is never lost
  * between the two: to the delayed set (retry), to the dead-letter stream, or back to a stream (give
- * back unstarted work, not charged an attempt).
- * KEYS: stream, target, dedupKey ('' when none)
- * ARGV: group, entryId, mode ('delay'|'dlq'|'stream'), body, retries, delayMs, errorJson, dedupTtlMs
+ * back unstarted work, not charged an attempt). The job's record changes in the same step.
+ * KEYS: stream, target, dedupKey ('' when none), recordKey ('' when the job has no record to touch),
+ *       running, aborted
+ * ARGV: group, entryId, mode ('delay'|'dlq'|'stream'), body, retries, delayMs, errorJson, dedupTtlMs,
+ *       jobId, recordJson ('' = leave it, or delete it when dead-lettering), recordTtlMs (0 = none),
+ *       doneChannel ('' = tell no one)
  */
 export const SETTLE = `
 local group, id, mode, body, retries = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -130,7 +136,76 @@ elseif mode == 'dlq' then
 else
   redis.call('XADD', KEYS[2], '*', 'm', body, 'r', retries)
 end
+if KEYS[4] ~= '' then
+  local jobId, record, ttl = ARGV[9], ARGV[10], tonumber(ARGV[11])
+  redis.call('HDEL', KEYS[5], jobId)
+  if mode == 'dlq' then redis.call('SREM', KEYS[6], jobId) end
+  if record ~= '' then
+    if ttl > 0 then redis.call('SET', KEYS[4], record, 'PX', ttl) else redis.call('SET', KEYS[4], record) end
+  elseif mode == 'dlq' then
+    redis.call('DEL', KEYS[4])
+  end
+  if ARGV[12] ~= '' then redis.call('PUBLISH', ARGV[12], cjson.encode({ jobId })) end
+end
 return 1
+`;
+
+/**
+ * abort: a queued or delayed job is marked aborted (workers skip it when they read it); a running one
+ * stays running until the worker that holds it, told on the abort channel, stops it. A finished job
+ * is left alone. Either way the id joins the aborted set, so a worker starting later still knows.
+ * KEYS: record, running, aborted
+ * ARGV: jobId, abortChannel, doneChannel, queue
+ * Returns: { 'unknown' | 'finished' | 'running' | 'aborted', status before }
+ */
+export const ABORT = `
+local raw = redis.call('GET', KEYS[1])
+if not raw then return { 'unknown', '' } end
+local ok, rec = pcall(cjson.decode, raw)
+if not ok or type(rec) ~= 'table' then return { 'unknown', '' } end
+local before = rec.status
+if before == 'completed' or before == 'failed' or before == 'dead' or before == 'aborted' then
+  return { 'finished', before }
+end
+local jobId = ARGV[1]
+redis.call('SADD', KEYS[3], jobId)
+redis.call('PUBLISH', ARGV[2], cjson.encode({ queue = ARGV[4], id = jobId }))
+if redis.call('HEXISTS', KEYS[2], jobId) == 1 then return { 'running', 'running' } end
+local t = redis.call('TIME')
+rec.status = 'aborted'
+rec.finishedAt = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+rec.error = { name = 'JobAborted', message = 'aborted before it ran' }
+redis.call('SET', KEYS[1], cjson.encode(rec))
+redis.call('PUBLISH', ARGV[3], cjson.encode({ jobId }))
+return { 'aborted', before }
+`;
+
+/**
+ * acquire: take a slot of a rate limiter, by the Redis clock so that workers agree.
+ * KEYS: limitKey
+ * ARGV: kind ('concurrent'|'window'), limit, ms (lease for concurrent, window for window), token
+ * Returns: 0 when granted; else ms until a slot may free up (-1 when there is no telling).
+ */
+export const ACQUIRE = `
+local kind, limit, ms, token = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if kind == 'concurrent' then
+  -- Leases of workers that died without releasing run out.
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= limit then return -1 end
+  redis.call('ZADD', KEYS[1], now + ms, token)
+  if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+  return 0
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ms)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + ms - now)
+end
+redis.call('ZADD', KEYS[1], now, token)
+redis.call('PEXPIRE', KEYS[1], ms)
+return 0
 `;
 
 /**

@@ -1,5 +1,6 @@
 import type { SerializedError } from "../errors.ts";
 import type { Delivery, DeliveryRef, MalformedDelivery, Message } from "../message.ts";
+import type { JobRecord, JobStore } from "../results/types.ts";
 
 /** What a worker publishes about each actor so that senders can route by name. */
 export interface ActorMeta {
@@ -36,8 +37,34 @@ export interface QueueStats {
 
 export interface Acked {
   delivery: Delivery;
-  /** How long a dedup key stays after the job settled (0 = released at once). */
+  /** How long a dedup key and the job's record stay after the job settled (0 = released at once). */
   keepMs: number;
+  /**
+   * The job's final record (completed, or failed/aborted when discarded), written in the same
+   * transaction as the ack when `keepMs > 0`. Without it (or with keepMs 0) a sender's record is removed.
+   */
+  record?: JobRecord;
+}
+
+export interface RetryOptions {
+  /** Count the attempt (a failure); false for a deferral such as a rate limit. @default true */
+  charge?: boolean;
+  /** The job's record while it waits (delayed, with the last error); written in the same call. */
+  record?: JobRecord;
+}
+
+/** A distributed limit on starting jobs (src/middleware/rate_limit.ts). */
+export type LimitRule =
+  /** At most `limit` running at once; a slot is leased for `leaseMs` in case its worker dies. */
+  | { kind: "concurrent"; limit: number; leaseMs: number }
+  /** At most `limit` started in any `windowMs` (a sliding window). */
+  | { kind: "window"; limit: number; windowMs: number };
+
+export interface RateLimits {
+  /** Takes a slot: 0 when granted, else ms until one may free up (-1: no telling). */
+  acquire(key: string, rule: LimitRule, token: string): Promise<number>;
+  /** Gives a concurrent slot back (window slots are never given back: they age out). */
+  release(key: string, token: string): Promise<void>;
 }
 
 /**
@@ -49,13 +76,17 @@ export interface Broker {
   readonly prefix: string;
   /** Sends messages in one round trip; `false` where a job with that id is already known. */
   enqueue(requests: SendRequest[]): Promise<boolean[]>;
-  /** Up to `count` deliveries from `queues`, waiting up to `blockMs` when none is ready. */
+  /**
+   * Up to `count` deliveries from `queues`, waiting up to `blockMs` when none is ready. Jobs with a
+   * record read "running" from now until they settle.
+   */
   read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>>;
   /** Jobs that finished: removed for good. */
   ack(done: Acked[]): Promise<void>;
-  /** Back to the delayed set after `delayMs`, with one more retry counted. */
-  retry(delivery: Delivery, delayMs: number): Promise<void>;
-  deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs?: number): Promise<void>;
+  /** Back to the delayed set after `delayMs`, with one more retry counted (unless `charge: false`). */
+  retry(delivery: Delivery, delayMs: number, options?: RetryOptions): Promise<void>;
+  /** To the dead-letter queue; `record` (status dead, the error) is kept `keepMs` beside it. */
+  deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs?: number, record?: JobRecord): Promise<void>;
   /** Unstarted or interrupted work goes back to its queue, not charged an attempt. */
   giveBack(deliveries: Delivery[]): Promise<void>;
   /** Renews this consumer's claim on running deliveries so no one reclaims them. */
@@ -68,6 +99,10 @@ export interface Broker {
   purgeDeadLetters(queue: string): Promise<number>;
   stats(queue: string): Promise<QueueStats>;
   queues(): Promise<string[]>;
+  /** Job records: status, results, waiting, abort (src/results/). */
+  readonly jobs: JobStore;
+  /** Slots of distributed rate limiters. */
+  readonly limits: RateLimits;
   /** Stops a pending blocking read so that shutdown is prompt. */
   interrupt(): void;
   close(): Promise<void>;

@@ -7,8 +7,11 @@ import { DrayError } from "../errors.ts";
 
 const commands: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   worker: () => import("./worker.ts"),
+  scheduler: () => import("./scheduler.ts"),
+  cron: () => import("./cron.ts"),
   dlq: () => import("./dlq.ts"),
   queues: () => import("./queues.ts"),
+  bench: () => import("./bench.ts"),
 };
 
 const usage = `usage: dray <command> [options]
@@ -16,9 +19,21 @@ const usage = `usage: dray <command> [options]
 commands:
   worker <module...>   run a worker on the actors these modules define
                        [--queues a,b] [--concurrency N] [--threads N] [--isolation thread|process|inline]
+                       [--max-memory MB] (per thread or process; over it, recycled)
+                       [--no-cron] (no cron ticker in this worker; its cron jobs still run)
+  scheduler <module...>
+                       only the cron ticker: enqueues each tick of the modules' crons once
+  cron list [module...]
+                       each cron's schedule, next run and last run status
+  cron history <name> [module...] [--limit N] [--json]
+                       the runs of one cron: RUNNING, COMPLETED, FAILED, SKIPPED
   dlq list|requeue|purge [--queue q] [--id ID] [--limit N]
                        inspect and requeue dead letters
   queues [--watch]     ready / running / delayed / dead per queue
+  bench                throughput, latency and cost per job; recommends --threads/--concurrency
+                       [--scenario noop|cpu|io|mixed] [--jobs N] [--threads 1,2,4] [--concurrency 1,16,64,256]
+                       [--runtime bun|deno|node] [--isolation thread|process|inline] [--compare bullmq]
+                       [--json FILE] [--chart FILE] (see bench/README.md)
 
 environment: REDIS_URL (default redis://127.0.0.1:6379), DRAY_PREFIX (default dray), DRAY_LOG_LEVEL (default info)`;
 

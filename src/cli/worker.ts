@@ -32,6 +32,7 @@ export async function run(args: string[]): Promise<void> {
     ...(values["max-memory"] ? { maxMemoryMb: positiveInt("--max-memory", values["max-memory"]) } : {}),
     ...(values["shutdown-grace"] ? { shutdownGrace: positiveInt("--shutdown-grace", values["shutdown-grace"]) } : {}),
     ...(values["visibility-timeout"] ? { visibilityTimeout: positiveInt("--visibility-timeout", values["visibility-timeout"]) } : {}),
+    ...(values["no-cron"] ? { cron: false } : {}),
   });
   await worker.stopped;
   // App modules may hold handles (pools, timers) that would keep the process up after a clean stop.

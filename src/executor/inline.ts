@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Actor } from "../actor.ts";
-import { serializeError, TimeLimitExceeded } from "../errors.ts";
+import { JobAborted, serializeError, TimeLimitExceeded } from "../errors.ts";
 import { runJob } from "./run_job.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 
@@ -67,8 +67,18 @@ export class InlineExecutor implements Executor {
     });
   }
 
+  /** Signals the job; if its handler has not settled after the grace period, it is reported aborted (it cannot be stopped). */
   abort(jobId: string, reason: string): void {
-    this.#running.get(jobId)?.controller.abort(new Error(reason));
+    const running = this.#running.get(jobId);
+    if (!running || running.controller.signal.aborted) return;
+    running.controller.abort(new JobAborted(reason));
+    const started = performance.now();
+    setTimeout(() => running.interrupt({
+      status: "error",
+      error: serializeError(new JobAborted(`${reason} (the inline executor cannot stop the handler)`)),
+      final: true,
+      duration: performance.now() - started,
+    }), this.#options.graceMs ?? 250);
   }
 
   /** Jobs still running are reported interrupted (and given back); their handlers cannot be stopped. */

@@ -33,6 +33,7 @@ export async function runJob(
       queue: job.queue,
       actor: job.actor,
       signal,
+      meta: job.meta ?? {},
       logger: tools.logger.child({ jobId: job.id, actor: job.actor }),
       get redis() {
         return tools.redis();

@@ -10,6 +10,8 @@ export interface JobRequest {
   attempt: number;
   /** ms; the executor stops the job at this limit. */
   timeLimit: number;
+  /** JSON that middleware attached; the handler's `ctx.meta`. */
+  meta?: Record<string, unknown>;
 }
 
 export type JobOutcome =

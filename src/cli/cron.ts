@@ -1,0 +1,81 @@
+import { parseArgs } from "node:util";
+import type { Redis } from "ioredis";
+import { RedisBroker } from "../broker/redis.ts";
+import { settings } from "../config.ts";
+import { crons, parse } from "../cron/cron.ts";
+import { cronHistory, describeCron, lastTick, publishedCrons, type CronRun, type PublishedCron } from "../cron/history.ts";
+import { ConfigError } from "../errors.ts";
+import { loadModules } from "../worker.ts";
+import { positiveInt } from "./worker.ts";
+
+/**
+ * `dray cron list [module...] [--json]`: each cron's schedule, next run and last run.
+ * `dray cron history <name> [module...] [--limit N] [--json]`: the runs of one cron, newest first.
+ * Without modules, the crons come from what tickers published to Redis.
+ */
+export async function run(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { limit: { type: "string" }, json: { type: "boolean" } },
+  });
+  const [action = "list", ...rest] = positionals;
+  if (action !== "list" && action !== "history") throw new ConfigError(`cron: unknown action "${action}" (list, history)`);
+  const name = action === "history" ? rest.shift() : undefined;
+  if (action === "history" && !name) throw new ConfigError("cron history: give the name of a cron");
+  const s = settings();
+  const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix });
+  try {
+    const known = await knownCrons(broker.redis, s.prefix, rest);
+    if (action === "list") return await list(broker.redis, s.prefix, known, values.json ?? false);
+    const cron = known.find((c) => c.name === name);
+    if (!cron) throw new ConfigError(`cron history: no cron named "${name}" (known: ${known.map((c) => c.name).join(", ") || "none"})`);
+    const runs = await cronHistory(broker.redis, s.prefix, cron, values.limit ? positiveInt("--limit", values.limit) : 50);
+    if (values.json) for (const r of runs) console.log(JSON.stringify(r));
+    else table([["tick", "status", "attempt", "started", "duration", "result / error"], ...runs.map(historyRow)]);
+  } finally {
+    await broker.close();
+  }
+}
+
+async function knownCrons(redis: Redis, prefix: string, modules: string[]): Promise<PublishedCron[]> {
+  if (modules.length === 0) return await publishedCrons(redis, prefix);
+  await loadModules(modules);
+  return [...crons.values()].map(describeCron).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+async function list(redis: Redis, prefix: string, known: PublishedCron[], json: boolean): Promise<void> {
+  const now = Date.now();
+  const rows = await Promise.all(known.map(async (c) => {
+    const next = parse(`cron ${JSON.stringify(c.expression)}`, c.expression, c.timezone).nextRun(new Date(now));
+    const [last] = await cronHistory(redis, prefix, c, 1);
+    return { ...c, next: next?.toISOString() ?? null, lastTick: await lastTick(redis, prefix, c) ?? null,
+      lastRun: last ?? null };
+  }));
+  if (json) {
+    for (const r of rows) console.log(JSON.stringify(r));
+    return;
+  }
+  table([["cron", "schedule", "actor", "queue", "next run", "last run", "status"], ...rows.map((r) => [
+    r.name,
+    r.timezone ? `${r.expression} (${r.timezone})` : r.expression,
+    r.actor,
+    r.queue,
+    r.next ?? "never",
+    r.lastRun ? iso(r.lastRun.tick) : "-",
+    r.lastRun?.status ?? "-",
+  ])]);
+}
+
+function historyRow(r: CronRun): string[] {
+  const detail = r.error ? `${r.error.name}: ${r.error.message}` : r.result === undefined ? "" : JSON.stringify(r.result);
+  return [iso(r.tick), r.status, String(r.attempt), iso(r.startedAt), r.duration === undefined ? "-" : `${r.duration} ms`,
+    detail.length > 80 ? `${detail.slice(0, 77)}...` : detail];
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+function table(lines: string[][]): void {
+  const width = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
+  for (const l of lines) console.log(l.map((c, i) => c.padEnd(width[i]!)).join("  ").trimEnd());
+}

@@ -1,0 +1,268 @@
+import type { Logger } from "pino";
+import { JobAborted, serializeError, TimeLimitExceeded, WorkerCrashed, type SerializedError } from "../errors.ts";
+import type { JobOutcome, JobRequest } from "./types.ts";
+
+/** Why a job's signal is aborted. */
+export type StopReason = "timeLimit" | "abort";
+
+/** One job between `run()` and its outcome, as the supervisor side sees it. */
+export interface RunningJob {
+  /** Unique positive int32, so it fits shared memory; a reused slot never matches an old job. */
+  readonly seq: number;
+  /** Index into per-slot shared state; at most `capacity` jobs hold one. */
+  readonly slot: number;
+  readonly job: JobRequest;
+  /** The thread id or pid running it, once the host reported the start. */
+  host: number | undefined;
+  startedAt: number;
+  stop: StopReason | undefined;
+  stopDetail: string;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** The host's last sign of life the control saw for this job (its own use). */
+  beat: number;
+  settled: boolean;
+  resolve: (outcome: JobOutcome) => void;
+}
+
+/** What the book needs from an executor to stop jobs on its hosts (threads or processes). */
+export interface HostControl {
+  /** "thread" or "process", for errors and log lines. */
+  readonly kind: string;
+  /** Aborts the job's `ctx.signal` on its host; a cooperative handler stops by itself. */
+  signal(entry: RunningJob, why: StopReason): void;
+  /** Stops the host for good (terminate, SIGKILL); the executor replaces it. */
+  kill(host: number): void;
+  /** The slot is free for another job. */
+  release?(slot: number): void;
+  /**
+   * At a job's overrun: the job whose synchronous code holds the host, when the host has shown no
+   * sign of life since the last look. Undefined when the host is responsive (the job ignores its
+   * signal) or the blocker is unknown: then the overrunning job itself is to blame.
+   */
+  blocker?(entry: RunningJob): RunningJob | undefined;
+}
+
+export interface JobBookOptions {
+  capacity: number;
+  control: HostControl;
+  logger: Logger;
+  /** After the signal aborts, how long the handler has to settle before its host is stopped. @default 100 */
+  graceMs?: number | undefined;
+}
+
+const maxSeq = 0x7fff_ffff;
+
+/**
+ * The running jobs of a thread or process executor: a slot per job, the host that runs it, its
+ * deadline, and its outcome when its host stops. Deadlines count from the host's start report, so
+ * time spent waiting for a free host is never charged to the job. At the time limit the job's signal
+ * aborts; after a grace the host is stopped, the job fails with TimeLimitExceeded, and the other jobs
+ * on that host are interrupted (given back without being charged an attempt).
+ */
+export class JobBook {
+  readonly #jobs = new Map<number, RunningJob>();
+  readonly #free: number[];
+  readonly #waiting: Array<{ begin: (slot: number) => void; resolve: (o: JobOutcome) => void }> = [];
+  /** Hosts this book stopped: their last reports and task failures are not crashes. */
+  readonly #stopped = new Set<number>();
+  readonly #o: Required<JobBookOptions>;
+  #seq = 0;
+  #closed = false;
+
+  constructor(options: JobBookOptions) {
+    this.#o = { ...options, graceMs: options.graceMs ?? 100 };
+    this.#free = Array.from({ length: options.capacity }, (_, i) => options.capacity - 1 - i);
+  }
+
+  get running(): number {
+    return this.#jobs.size;
+  }
+
+  /** Runs `job` once a slot is free; `dispatch` hands it to a host. Never rejects. */
+  run(job: JobRequest, dispatch: (entry: RunningJob) => void): Promise<JobOutcome> {
+    if (this.#closed) return Promise.resolve(interrupted("the executor is closed"));
+    return new Promise<JobOutcome>((resolve) => {
+      const begin = (slot: number) => {
+        this.#seq = (this.#seq % maxSeq) + 1;
+        const entry: RunningJob = {
+          seq: this.#seq, slot, job, host: undefined, startedAt: performance.now(), stop: undefined,
+          stopDetail: "", timer: undefined, beat: 0, settled: false, resolve,
+        };
+        this.#jobs.set(entry.seq, entry);
+        try {
+          dispatch(entry);
+        } catch (error) {
+          this.#finish(entry, interrupted(`could not dispatch: ${(error as Error).message}`));
+        }
+      };
+      const slot = this.#free.pop();
+      if (slot !== undefined) begin(slot);
+      else this.#waiting.push({ begin, resolve });
+    });
+  }
+
+  /** The host reports that the job started: its deadline counts from now. */
+  started(seq: number, host: number): void {
+    const entry = this.#jobs.get(seq);
+    if (!entry || entry.host !== undefined) return;
+    entry.host = host;
+    entry.startedAt = performance.now();
+    if (this.#stopped.has(host)) {
+      this.#finish(entry, interrupted(`its ${this.#o.control.kind} ${host} was being stopped`));
+      return;
+    }
+    if (entry.stop) {
+      // Aborted while it waited for a host: stop it at once.
+      entry.stop = undefined;
+      this.#stop(entry, "abort", entry.stopDetail);
+      return;
+    }
+    entry.timer = setTimeout(() => this.#stop(entry, "timeLimit"), entry.job.timeLimit);
+  }
+
+  /** The host returned the job's outcome. */
+  finish(seq: number, outcome: JobOutcome): void {
+    const entry = this.#jobs.get(seq);
+    if (!entry) return;
+    // A handler that threw after its signal fired was stopped by the limit, whatever it threw.
+    if (entry.stop && outcome.status === "error") outcome = stoppedOutcome(entry, "stopped cooperatively", outcome.error);
+    this.#finish(entry, outcome);
+  }
+
+  entry(seq: number): RunningJob | undefined {
+    return this.#jobs.get(seq);
+  }
+
+  jobsOn(host: number): RunningJob[] {
+    return [...this.#jobs.values()].filter((e) => e.host === host);
+  }
+
+  wasStopped(host: number): boolean {
+    return this.#stopped.has(host);
+  }
+
+  /** A process's pid may be reused once it has exited. */
+  forget(host: number): void {
+    this.#stopped.delete(host);
+  }
+
+  abort(jobId: string, reason: string): void {
+    for (const entry of this.#jobs.values()) {
+      if (entry.job.id !== jobId) continue;
+      if (entry.host === undefined) {
+        entry.stop = "abort";
+        entry.stopDetail = reason;
+      } else this.#stop(entry, "abort", reason);
+    }
+  }
+
+  /**
+   * Stops a host on purpose (a job overran, it uses too much memory): its unfinished jobs are
+   * interrupted, so they go back to their queue uncharged, and the log says so.
+   */
+  stopHost(host: number, why: string): void {
+    if (this.#stopped.has(host)) return;
+    this.#stopped.add(host);
+    if (this.#stopped.size > 1_000) this.#stopped.delete(this.#stopped.values().next().value!);
+    const { kind } = this.#o.control;
+    const victims = this.jobsOn(host);
+    for (const e of victims) this.#finish(e, interrupted(`its ${kind} ${host} was stopped: ${why}`));
+    this.#o.logger.warn(
+      { [kind]: host, reason: why, interrupted: victims.map((e) => ({ id: e.job.id, actor: e.job.actor })) },
+      victims.length > 0
+        ? `stopping ${kind} ${host}: ${why}; its ${victims.length} other running job(s) go back to their queue without being charged an attempt`
+        : `stopping ${kind} ${host}: ${why}`,
+    );
+    this.#o.control.kill(host);
+  }
+
+  /**
+   * A host died by itself (uncaught error, out of memory, exit in a handler). Which of its jobs caused
+   * it is unknown, so each fails with WorkerCrashed and is retried: a poison job then ends in the
+   * dead-letter queue instead of killing hosts forever. `only` is a job whose host never reported.
+   */
+  hostCrashed(host: number | undefined, cause: string, only?: RunningJob): void {
+    const { kind } = this.#o.control;
+    const victims = host === undefined
+      ? (only && !only.settled ? [only] : [])
+      : this.jobsOn(host);
+    if (victims.length === 0) return;
+    const actors = [...new Set(victims.map((e) => e.job.actor))].join(", ");
+    for (const e of victims) {
+      const error = serializeError(new WorkerCrashed(`the ${kind} running job ${e.job.id} (actor ${e.job.actor}) died: ${cause}`));
+      delete error.stack; // it would show this book, not the job
+      this.#finish(e, { status: "error", error, final: false, duration: performance.now() - e.startedAt });
+    }
+    this.#o.logger.error(
+      { [kind]: host, cause, jobs: victims.map((e) => ({ id: e.job.id, actor: e.job.actor })) },
+      `${kind}${host === undefined ? "" : ` ${host}`} died while running ${actors} (${cause}); its jobs will be retried`,
+    );
+  }
+
+  /** Resolves when no job runs, or after `ms`. */
+  async idle(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.#jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Closing: every job still running or waiting is interrupted, so the supervisor gives it back. */
+  interruptAll(reason: string): void {
+    this.#closed = true;
+    for (const w of this.#waiting.splice(0)) w.resolve(interrupted(reason));
+    for (const entry of [...this.#jobs.values()]) this.#finish(entry, interrupted(reason));
+  }
+
+  #stop(entry: RunningJob, why: StopReason, detail = ""): void {
+    if (entry.settled || entry.stop) return;
+    clearTimeout(entry.timer);
+    entry.stop = why;
+    entry.stopDetail = detail;
+    this.#o.control.signal(entry, why);
+    entry.timer = setTimeout(() => this.#overrun(entry), this.#o.graceMs);
+  }
+
+  #overrun(entry: RunningJob): void {
+    if (entry.settled || entry.host === undefined) return;
+    const { kind } = this.#o.control;
+    const blocker = this.#o.control.blocker?.(entry);
+    if (blocker && blocker !== entry) {
+      // Its host is stuck in another job's synchronous code, so this job cannot even see its signal.
+      // The blocker's own deadline decides (stopping the host interrupts this job, uncharged); if the
+      // blocker finishes first, this job gets its signal and a short while to settle.
+      entry.timer = setTimeout(() => this.#overrun(entry), 50);
+      return;
+    }
+    this.#finish(entry, stoppedOutcome(entry, `its ${kind} was stopped`));
+    const what = entry.stop === "timeLimit" ? "overran its time limit" : `was aborted (${entry.stopDetail})`;
+    this.stopHost(entry.host, `job ${entry.job.id} (actor ${entry.job.actor}) ${what} and ignored its signal`);
+  }
+
+  #finish(entry: RunningJob, outcome: JobOutcome): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    clearTimeout(entry.timer);
+    this.#jobs.delete(entry.seq);
+    this.#o.control.release?.(entry.slot);
+    const next = this.#waiting.shift();
+    if (next) next.begin(entry.slot);
+    else this.#free.push(entry.slot);
+    entry.resolve(outcome);
+  }
+}
+
+export function interrupted(reason: string): JobOutcome {
+  return { status: "interrupted", reason };
+}
+
+function stoppedOutcome(entry: RunningJob, detail: string, cause?: SerializedError): JobOutcome {
+  const aborted = entry.stop === "abort";
+  const error = aborted
+    ? new JobAborted(`${entry.stopDetail || "job aborted"} (${detail})`)
+    : new TimeLimitExceeded(entry.job.timeLimit, detail);
+  const data = serializeError(error);
+  // The stack would show this book, not the handler.
+  delete data.stack;
+  if (cause) data.cause = cause;
+  // An aborted job is not retried; one that ran out of time is, like any failure.
+  return { status: "error", error: data, final: aborted, duration: performance.now() - entry.startedAt };
+}

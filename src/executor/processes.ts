@@ -1,0 +1,254 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
+import { childRuntimeArgs, onProcessExit } from "../runtime/mod.ts";
+import { JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
+import { memoryReportMs, type PoolOptions } from "./threads.ts";
+import type { Executor, JobOutcome, JobRequest } from "./types.ts";
+
+/** Worker to child, over IPC. */
+export type ChildCommand =
+  | { kind: "init"; modules: string[]; redisUrl: string; prefix: string; memoryEvery: number }
+  | { kind: "run"; seq: number; job: JobRequest }
+  | { kind: "stop"; seq: number; why: StopReason };
+
+/** Child to worker, over IPC. */
+export type ChildReport =
+  | { kind: "ready" }
+  | { kind: "failed"; error: SerializedError }
+  /** The job's handler reached its first await: it is not the one holding the child's CPU. */
+  | { kind: "yielded"; seq: number }
+  /** Every ~20 ms while jobs run: the child is alive. */
+  | { kind: "beat" }
+  | { kind: "done"; seq: number; outcome: JobOutcome }
+  | { kind: "memory"; bytes: number }
+  /** An error nothing caught; the child exits right after. */
+  | { kind: "crashed"; error: SerializedError };
+
+interface Child {
+  proc: ChildProcess;
+  pid: number;
+  /** Takes jobs. */
+  ready: boolean;
+  /** Imported the app modules once (a stopped child is not ready, but it did start). */
+  started: boolean;
+  /** Jobs sent to it, in the order it runs them: seq -> the handler yielded once. */
+  jobs: Map<number, boolean>;
+  lastBeat: number;
+  /** Why it is about to exit, when it could say. */
+  crash?: string;
+}
+
+const childFile = fileURLToPath(new URL("../../workers/child.ts", import.meta.url));
+
+/**
+ * Runs handlers in child processes of the worker's own runtime, many per process. SIGKILL stops
+ * anything, which threads cannot promise everywhere (Deno leaves a terminated thread spinning), and
+ * a process's whole memory goes with it. Same JobBook, same outcomes as the thread executor.
+ */
+export class ProcessExecutor implements Executor {
+  readonly capacity: number;
+  readonly #o: PoolOptions;
+  readonly #size: number;
+  readonly #perProcess: number;
+  readonly #book: JobBook;
+  readonly #children = new Map<number, Child>();
+  /** Jobs with a slot but no process with room yet (one is being replaced). */
+  #pending: RunningJob[] = [];
+  #startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  #closing = false;
+  #quickDeaths = 0;
+  #unhookExit: (() => void) | undefined;
+
+  constructor(options: PoolOptions) {
+    this.#o = options;
+    this.capacity = options.concurrency;
+    this.#size = Math.max(1, Math.min(options.threads, options.concurrency));
+    this.#perProcess = Math.ceil(options.concurrency / this.#size);
+    this.#book = new JobBook({
+      capacity: options.concurrency,
+      logger: options.logger,
+      graceMs: options.graceMs,
+      control: {
+        kind: "process",
+        signal: (entry, why) => {
+          entry.beat = performance.now();
+          this.#send(this.#children.get(entry.host!), { kind: "stop", seq: entry.seq, why });
+        },
+        blocker: (entry) => this.#blocker(entry),
+        kill: (pid) => this.#kill(pid),
+      },
+    });
+  }
+
+  /** Starts every process and waits until each has imported the app modules. */
+  async start(): Promise<void> {
+    const ready = new Promise<void>((resolve, reject) => (this.#startup = { resolve, reject }));
+    // A child stuck in a handler cannot notice that its worker exited (say, on a second Ctrl-C).
+    this.#unhookExit = onProcessExit(() => {
+      for (const c of this.#children.values()) c.proc.kill("SIGKILL");
+    });
+    for (let i = 0; i < this.#size; i++) this.#spawn();
+    const timeout = this.#o.startTimeoutMs ?? 60_000;
+    const timer = setTimeout(() => this.#startup?.reject(new ConfigError(`child processes did not start within ${timeout} ms`)), timeout);
+    try {
+      await ready;
+    } catch (error) {
+      this.#closing = true;
+      this.#unhookExit?.();
+      for (const c of this.#children.values()) c.proc.kill("SIGKILL");
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      this.#startup = undefined;
+    }
+    this.#o.logger.debug({ processes: this.#size, perProcess: this.#perProcess }, "process pool ready");
+  }
+
+  run(job: JobRequest): Promise<JobOutcome> {
+    return this.#book.run(job, (entry) => this.#dispatch(entry));
+  }
+
+  abort(jobId: string, reason: string): void {
+    this.#book.abort(jobId, reason);
+  }
+
+  async close(graceMs: number): Promise<void> {
+    await this.#book.idle(graceMs);
+    this.#closing = true;
+    this.#book.interruptAll("the worker shut down before the job finished");
+    const exits = [...this.#children.values()].map((c) => new Promise((r) => {
+      if (c.proc.exitCode !== null || c.proc.signalCode !== null) r(undefined);
+      else c.proc.once("exit", r);
+    }));
+    for (const c of this.#children.values()) c.proc.kill("SIGKILL");
+    await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 2_000))]);
+    this.#unhookExit?.();
+  }
+
+  #dispatch(entry: RunningJob): void {
+    if (entry.settled) return;
+    let best: Child | undefined;
+    for (const c of this.#children.values()) {
+      if (c.ready && c.jobs.size < this.#perProcess && (!best || c.jobs.size < best.jobs.size)) best = c;
+    }
+    if (!best) {
+      this.#pending.push(entry);
+      return;
+    }
+    best.jobs.set(entry.seq, false);
+    this.#send(best, { kind: "run", seq: entry.seq, job: entry.job });
+    // The message reaches an idle child at once; a child stuck on a neighbour is stopped with it.
+    this.#book.started(entry.seq, best.pid);
+  }
+
+  #drainPending(): void {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const entry of pending) this.#dispatch(entry);
+  }
+
+  #spawn(): void {
+    const { command, args } = childRuntimeArgs();
+    const proc = spawn(command, [...args, childFile], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    if (proc.pid === undefined) {
+      proc.once("error", (error) => this.#failedToStart(error));
+      return;
+    }
+    const child: Child = { proc, pid: proc.pid, ready: false, started: false, jobs: new Map(), lastBeat: 0 };
+    this.#children.set(child.pid, child);
+    proc.on("message", (report: ChildReport) => this.#report(child, report));
+    proc.on("exit", (code, signal) => this.#exited(child, code, signal));
+    proc.on("error", (error) => this.#o.logger.warn({ err: error, process: child.pid }, "child process error"));
+    this.#send(child, {
+      kind: "init", modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix,
+      memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0,
+    });
+  }
+
+  #report(child: Child, r: ChildReport): void {
+    switch (r.kind) {
+      case "ready":
+        child.ready = true;
+        child.started = true;
+        this.#quickDeaths = 0;
+        if ([...this.#children.values()].filter((c) => c.ready).length >= this.#size) this.#startup?.resolve();
+        this.#drainPending();
+        return;
+      case "failed":
+        this.#failedToStart(reviveError(r.error));
+        child.proc.kill("SIGKILL");
+        return;
+      case "yielded":
+        if (child.jobs.has(r.seq)) child.jobs.set(r.seq, true);
+        return;
+      case "beat":
+        child.lastBeat = performance.now();
+        return;
+      case "done":
+        child.jobs.delete(r.seq);
+        this.#book.finish(r.seq, r.outcome);
+        if (this.#pending.length > 0) this.#drainPending();
+        return;
+      case "crashed":
+        child.crash = `${r.error.name}: ${r.error.message}`;
+        return;
+      case "memory": {
+        const limit = this.#o.maxMemoryMb;
+        if (!limit || r.bytes <= limit * 1024 * 1024 || this.#book.wasStopped(child.pid)) return;
+        this.#book.stopHost(child.pid, `its RSS is ${Math.round(r.bytes / 1024 / 1024)} MB, over --max-memory ${limit} MB`);
+        return;
+      }
+    }
+  }
+
+  #exited(child: Child, code: number | null, signal: string | null): void {
+    this.#children.delete(child.pid);
+    const how = `${signal ?? `code ${code}`}${child.crash ? ` after ${child.crash}` : ""}`;
+    if (this.#book.wasStopped(child.pid)) this.#book.forget(child.pid);
+    else if (!this.#closing) this.#book.hostCrashed(child.pid, `exited with ${how}`);
+    if (this.#closing) return;
+    if (!child.started) {
+      if (this.#startup) return this.#startup.reject(new Error(`a child process exited with ${how} before it was ready`));
+      // A child that dies before it is ready would die again at once: back off instead of fork-looping.
+      this.#quickDeaths++;
+    }
+    const delay = this.#quickDeaths === 0 ? 0 : Math.min(100 * 2 ** this.#quickDeaths, 10_000);
+    setTimeout(() => !this.#closing && this.#spawn(), delay);
+  }
+
+  #failedToStart(error: Error): void {
+    if (this.#startup) this.#startup.reject(error);
+    else this.#o.logger.error({ err: error }, "a replacement child process could not start");
+  }
+
+  /**
+   * A child runs its messages in order, so when it shows no sign of life, the first job sent to it
+   * whose handler never yielded is the one holding it: the jobs before it yielded, those after it
+   * never began.
+   */
+  #blocker(entry: RunningJob): RunningJob | undefined {
+    const child = this.#children.get(entry.host!);
+    const alive = !child || child.lastBeat > entry.beat;
+    entry.beat = performance.now();
+    if (alive) return undefined;
+    for (const [seq, yielded] of child.jobs) {
+      if (!yielded) return this.#book.entry(seq);
+    }
+    return undefined;
+  }
+
+  #kill(pid: number): void {
+    const child = this.#children.get(pid);
+    if (!child) return;
+    child.ready = false;
+    child.proc.kill("SIGKILL");
+  }
+
+  #send(child: Child | undefined, command: ChildCommand): void {
+    if (!child?.proc.connected) return;
+    child.proc.send(command, (error) => {
+      if (error) this.#o.logger.debug({ err: error, process: child.pid }, "could not reach a child process");
+    });
+  }
+}

@@ -1,0 +1,185 @@
+import { fileURLToPath } from "node:url";
+import { Piscina } from "piscina";
+import type { Logger } from "pino";
+import { ConfigError, reviveError } from "../errors.ts";
+import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
+import { Cell, cellsPerSlot, stopCodes, type ThreadData, type ThreadReport, type ThreadTask } from "./thread_protocol.ts";
+import type { Executor, JobOutcome, JobRequest } from "./types.ts";
+
+export interface PoolOptions {
+  /** App module URLs every thread (or process) imports to build its own registry. */
+  modules: string[];
+  /** Jobs running at once, spread over the threads. */
+  concurrency: number;
+  /** Threads (or processes) in the pool; never more than `concurrency`. */
+  threads: number;
+  /** A thread (process) whose memory passes this is recycled; its jobs go back to their queue. */
+  maxMemoryMb?: number | undefined;
+  logger: Logger;
+  redisUrl: string;
+  prefix: string;
+  /** After the signal aborts, how long a handler has to settle before its host is stopped, ms. @default 100 */
+  graceMs?: number | undefined;
+  /** How long start() waits for every host to import the app modules, ms. @default 60_000 */
+  startTimeoutMs?: number | undefined;
+}
+
+const threadFile = fileURLToPath(new URL("../../workers/thread.ts", import.meta.url));
+export const memoryReportMs = 250;
+
+/**
+ * Runs handlers in a piscina pool of worker threads, many per thread. Piscina places the tasks; the
+ * thread reports which job starts where, so the JobBook can abort a job's signal at its time limit
+ * and terminate its thread if it does not stop. Piscina then replaces the thread.
+ */
+export class ThreadExecutor implements Executor {
+  readonly capacity: number;
+  readonly #o: PoolOptions;
+  readonly #threads: number;
+  readonly #cells: Int32Array<SharedArrayBuffer>;
+  readonly #book: JobBook;
+  readonly #ready = new Set<number>();
+  #pool: Piscina | undefined;
+  #startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
+
+  constructor(options: PoolOptions) {
+    this.#o = options;
+    this.capacity = options.concurrency;
+    this.#threads = Math.max(1, Math.min(options.threads, options.concurrency));
+    const cells = (this.#cells = new Int32Array(new SharedArrayBuffer(4 * cellsPerSlot * options.concurrency)));
+    const at = (slot: number, cell: number) => slot * cellsPerSlot + cell;
+    this.#book = new JobBook({
+      capacity: options.concurrency,
+      logger: options.logger,
+      graceMs: options.graceMs,
+      control: {
+        kind: "thread",
+        signal(entry, why) {
+          entry.beat = Atomics.load(cells, at(entry.slot, Cell.beat));
+          // The code first: the thread acts once it sees its own seq.
+          Atomics.store(cells, at(entry.slot, Cell.stopCode), stopCodes[why]);
+          Atomics.store(cells, at(entry.slot, Cell.stopSeq), entry.seq);
+        },
+        release(slot) {
+          Atomics.store(cells, at(slot, Cell.stopSeq), 0);
+          Atomics.store(cells, at(slot, Cell.onCpu), 0);
+        },
+        blocker: (entry) => {
+          const beat = Atomics.load(cells, at(entry.slot, Cell.beat));
+          const alive = beat !== entry.beat;
+          entry.beat = beat;
+          if (alive) return undefined;
+          return this.#book.jobsOn(entry.host!).find((e) => Atomics.load(cells, at(e.slot, Cell.onCpu)) === e.seq);
+        },
+        kill: (threadId) => this.#terminate(threadId),
+      },
+    });
+  }
+
+  /** Starts every thread and waits until each has imported the app modules. */
+  async start(): Promise<void> {
+    const data: ThreadData = {
+      modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix, slots: this.#cells.buffer,
+      memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0,
+    };
+    const ready = new Promise<void>((resolve, reject) => (this.#startup = { resolve, reject }));
+    const pool = new Piscina({
+      filename: threadFile,
+      minThreads: this.#threads,
+      maxThreads: this.#threads,
+      concurrentTasksPerWorker: Math.ceil(this.capacity / this.#threads),
+      // Piscina's default parks an idle thread in Atomics.wait, which would freeze what handlers left
+      // running (timers, sockets) and the thread's own stop polling and memory reports.
+      atomics: "disabled",
+      workerData: data,
+    });
+    pool.on("message", (report: ThreadReport) => this.#report(report));
+    pool.on("error", (error: Error) => {
+      if (this.#startup) this.#startup.reject(error);
+      else this.#o.logger.error({ err: error }, "a pool thread failed outside any job");
+    });
+    this.#pool = pool;
+    const timeout = this.#o.startTimeoutMs ?? 60_000;
+    const timer = setTimeout(() => this.#startup?.reject(new ConfigError(`pool threads did not start within ${timeout} ms`)), timeout);
+    try {
+      await ready;
+    } catch (error) {
+      await pool.destroy().catch(() => undefined);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      this.#startup = undefined;
+    }
+    this.#o.logger.debug({ threads: this.#threads, perThread: Math.ceil(this.capacity / this.#threads) }, "thread pool ready");
+  }
+
+  run(job: JobRequest): Promise<JobOutcome> {
+    return this.#book.run(job, (entry) => this.#dispatch(entry));
+  }
+
+  abort(jobId: string, reason: string): void {
+    this.#book.abort(jobId, reason);
+  }
+
+  async close(graceMs: number): Promise<void> {
+    await this.#book.idle(graceMs);
+    this.#book.interruptAll("the worker shut down before the job finished");
+    const pool = this.#pool;
+    this.#pool = undefined;
+    // A runtime that cannot stop a stuck thread must not hold the worker's exit forever.
+    await Promise.race([pool?.destroy().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
+  }
+
+  #dispatch(entry: RunningJob, tries = 1): void {
+    if (!this.#pool) throw new Error("the thread pool is not running");
+    const task: ThreadTask = { seq: entry.seq, slot: entry.slot, job: entry.job };
+    this.#pool.run(task).then(
+      (outcome: JobOutcome) => this.#book.finish(entry.seq, outcome),
+      (error: unknown) => this.#lost(entry, error, tries),
+    );
+  }
+
+  /** Piscina failed the task: its thread exited (stopped by us, or died by itself). */
+  #lost(entry: RunningJob, error: unknown, tries: number): void {
+    if (entry.settled) return;
+    const host = entry.host;
+    if (host === undefined) {
+      // Piscina placed it on a thread that was being stopped; the job never began, so place it again.
+      if (tries < 3 && this.#pool) this.#dispatch(entry, tries + 1);
+      else this.#book.finish(entry.seq, interrupted("its thread exited before the job started"));
+    } else if (this.#book.wasStopped(host)) {
+      this.#book.finish(entry.seq, interrupted(`its thread ${host} was stopped`));
+    } else {
+      this.#ready.delete(host);
+      this.#book.hostCrashed(host, (error as Error)?.message ?? String(error));
+    }
+  }
+
+  #report(r: ThreadReport): void {
+    switch (r.kind) {
+      case "start":
+        this.#book.started(r.seq, r.threadId);
+        return;
+      case "ready":
+        this.#ready.add(r.threadId);
+        if (this.#ready.size >= this.#threads) this.#startup?.resolve();
+        return;
+      case "failed":
+        if (this.#startup) this.#startup.reject(reviveError(r.error));
+        else this.#o.logger.error({ thread: r.threadId, error: r.error }, "a replacement thread could not import the app modules");
+        return;
+      case "memory": {
+        const limit = this.#o.maxMemoryMb;
+        if (!limit || r.bytes <= limit * 1024 * 1024 || this.#book.wasStopped(r.threadId)) return;
+        this.#book.stopHost(r.threadId, `it holds ${Math.round(r.bytes / 1024 / 1024)} MB, over --max-memory ${limit} MB`);
+        return;
+      }
+    }
+  }
+
+  #terminate(threadId: number): void {
+    this.#ready.delete(threadId);
+    const thread = this.#pool?.threads.find((t) => t.threadId === threadId);
+    void thread?.terminate();
+  }
+}

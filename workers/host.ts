@@ -1,0 +1,73 @@
+/**
+ * What a pool thread (thread.ts) or child process (child.ts) does with jobs: import the app modules
+ * once, then run handlers by actor name from this thread's own registry. Nothing in a job message
+ * names code or a module, so a message can only ask for actors the app defined.
+ */
+import { Redis } from "ioredis";
+import { registry } from "../src/actor.ts";
+import { configure, settings } from "../src/config.ts";
+import { DrayError, JobAborted, serializeError, TimeLimitExceeded } from "../src/errors.ts";
+import type { StopReason } from "../src/executor/deadlines.ts";
+import { runJob, type RunTools } from "../src/executor/run_job.ts";
+import type { JobOutcome, JobRequest } from "../src/executor/types.ts";
+
+export interface HostConfig {
+  /** App module URLs, as the worker resolved them. */
+  modules: string[];
+  redisUrl: string;
+  prefix: string;
+}
+
+export class JobHost {
+  readonly #running = new Map<number, { controller: AbortController; job: JobRequest }>();
+  readonly #tools: RunTools;
+
+  private constructor(tools: RunTools) {
+    this.#tools = tools;
+  }
+
+  /** Imports the app modules; the worker's settings apply here too, so handlers send where it reads. */
+  static async load(config: HostConfig): Promise<JobHost> {
+    configure({ redisUrl: config.redisUrl, prefix: config.prefix });
+    for (const url of config.modules) await import(url);
+    let redis: Redis | undefined;
+    return new JobHost({ logger: settings().logger, redis: () => (redis ??= new Redis(config.redisUrl)) });
+  }
+
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /** Runs one job to its outcome, which is plain data that survives a thread or process boundary. */
+  async run(seq: number, job: JobRequest): Promise<JobOutcome> {
+    const controller = new AbortController();
+    this.#running.set(seq, { controller, job });
+    try {
+      const outcome = await runJob(registry, job, controller.signal, this.#tools);
+      if (outcome.status !== "ok" || outcome.value === undefined) return outcome;
+      try {
+        return { ...outcome, value: JSON.parse(JSON.stringify(outcome.value)) };
+      } catch (error) {
+        const e = new DrayError(`the result of actor "${job.actor}" is not JSON-serializable`, { cause: error });
+        return { status: "error", error: serializeError(e), final: true, duration: outcome.duration };
+      }
+    } catch (error) {
+      // runJob never throws; this guards the boundary anyway, since a thrown task would look like a crash.
+      return { status: "error", error: serializeError(error), final: false, duration: 0 };
+    } finally {
+      this.#running.delete(seq);
+    }
+  }
+
+  /** Aborts the job's signal (the supervisor decided: time limit or abort). */
+  stop(seq: number, why: StopReason): void {
+    const r = this.#running.get(seq);
+    if (!r || r.controller.signal.aborted) return;
+    r.controller.abort(why === "timeLimit" ? new TimeLimitExceeded(r.job.timeLimit) : new JobAborted("job aborted"));
+  }
+
+  /** Sequence numbers of the jobs running here. */
+  seqs(): IterableIterator<number> {
+    return this.#running.keys();
+  }
+}
