@@ -5,12 +5,13 @@
  * success and failure, expiry after kill -9), and each catch-up policy after a 10-tick outage.
  * About two minutes, most of it the 60-tick run.
  */
+import { redisTest } from "./redis_test.ts";
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
 import { cronKeys, queueKeys } from "../src/broker/keys.ts";
 import { cronHistory, type CronRun } from "../src/cron/history.ts";
 import { decodeMessage, type Message } from "../src/message.ts";
-import { cleanPrefix, fixture, REDIS_URL, redisAvailable, sleep, spawnScheduler, spawnWorker, started, testPrefix,
+import { cleanPrefix, fixture, REDIS_URL, sleep, spawnScheduler, spawnWorker, started, testPrefix,
   tickerStarted, until, type WorkerProcess } from "./helpers.ts";
 
 let prefix = "";
@@ -44,11 +45,7 @@ function gaps(ticks: number[]): string[] {
   return sorted.slice(1).flatMap((t, i) => (t - sorted[i]! === 1000 ? [] : [`${sorted[i]} -> ${t}`]));
 }
 
-const it = (title: string, body: () => Promise<void>, timeout: number) =>
-  test(title, async () => {
-    if (!(await redisAvailable())) return;
-    await body();
-  }, timeout);
+const it = redisTest;
 
 beforeEach(() => {
   prefix = testPrefix("cron");

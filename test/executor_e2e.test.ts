@@ -5,13 +5,14 @@
  * dead-lettered as WorkerCrashed. The worker runs on DRAY_TEST_RUNTIME (bun by default; node and
  * deno work too, e.g. `DRAY_TEST_RUNTIME=node bun test test/executor_e2e.test.ts`).
  */
+import { redisTest } from "./redis_test.ts";
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { configure } from "../src/config.ts";
 import { closeBroker } from "../src/client.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
 import type { Isolation } from "../src/executor/mod.ts";
 import { atomicsWait, busyLoop, exits, neverResolves, regexBomb, sleeper } from "./fixtures/isolation.ts";
-import { cleanPrefix, fixture, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type WorkerProcess } from "./helpers.ts";
+import { cleanPrefix, fixture, REDIS_URL, spawnWorker, started, testPrefix, until, type WorkerProcess } from "./helpers.ts";
 import { cpuDuring, procfsAvailable } from "./procfs.ts";
 
 const app = fixture("isolation.ts");
@@ -31,11 +32,7 @@ function worker(isolation: Isolation): WorkerProcess {
   return w;
 }
 
-const it = (title: string, body: () => Promise<void>, timeout = 60_000) =>
-  test(title, async () => {
-    if (!(await redisAvailable())) return;
-    await body();
-  }, timeout);
+const it = redisTest;
 
 beforeEach(() => {
   prefix = testPrefix("iso");

@@ -34,6 +34,17 @@ export async function redisAvailable(): Promise<boolean> {
   return available;
 }
 
+/** What `p` rejects with; fails when it resolves. */
+// deno-lint-ignore no-explicit-any
+export async function rejection(p: Promise<unknown>): Promise<any> {
+  try {
+    await p;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
+}
+
 export async function cleanPrefix(prefix: string): Promise<void> {
   const r = new Redis(REDIS_URL);
   try {
@@ -81,41 +92,7 @@ export function runtimeCommand(runtime = process.env.DRAY_TEST_RUNTIME ?? "bun")
 
 /** Starts `dray worker <modules> <args>` as users do, with its own prefix. */
 export function spawnWorker(modules: string[], args: string[], env: Record<string, string>, runtime?: string): WorkerProcess {
-  const [cmd, ...pre] = runtimeCommand(runtime);
-  const child = spawn(cmd!, [...pre, join(root, "src/cli/main.ts"), "worker", ...modules, ...args], {
-    cwd: root,
-    env: { ...process.env, DRAY_LOG_LEVEL: "debug", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const logs: Array<Record<string, unknown>> = [];
-  let text = "";
-  let partial = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    const s = chunk.toString();
-    text += s;
-    partial += s;
-    const lines = partial.split("\n");
-    partial = lines.pop() ?? "";
-    for (const line of lines) {
-      try {
-        logs.push(JSON.parse(line));
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  child.stderr!.on("data", (chunk: Buffer) => (text += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  return {
-    child,
-    logs,
-    output: () => text,
-    exited,
-    async stop(signal = "SIGTERM") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return await exited;
-    },
-  };
+  return spawnDray("worker", [...modules, ...args], env, runtime);
 }
 
 /** Waits for the "worker started" log line. */

@@ -2,6 +2,7 @@
  * Results, status, abort, groups, pipelines and rate limits across processes: this test process
  * sends and waits, real worker processes (`dray worker test/fixtures/results_app.ts`) run the jobs.
  */
+import { redisTest } from "./redis_test.ts";
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
 import { RedisBroker } from "../src/broker/redis.ts";
@@ -14,18 +15,9 @@ import { pipeline } from "../src/pipeline.ts";
 import {
   big, failing, fetchPage, flaky, limited, parsePage, showMeta, sleeper, spinner, square, storePage, windowed,
 } from "./fixtures/results_app.ts";
-import { cleanPrefix, fixture, REDIS_URL, redisAvailable, sleep, spawnWorker, started, testPrefix, until, type WorkerProcess } from "./helpers.ts";
+import { cleanPrefix, fixture, REDIS_URL, sleep, spawnWorker, started, testPrefix, until, type WorkerProcess, rejection } from "./helpers.ts";
 
 /** The error a promise rejects with; fails the test if it resolves. */
-// deno-lint-ignore no-explicit-any
-async function rejection(p: Promise<unknown>): Promise<any> {
-  try {
-    await p;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
-}
 
 const app = fixture("results_app.ts");
 let prefix = "";
@@ -41,11 +33,7 @@ async function worker(args: string[] = [], env: Record<string, string> = {}): Pr
   return w;
 }
 
-const it = (title: string, body: () => Promise<void>, timeout = 30_000) =>
-  test(title, async () => {
-    if (!(await redisAvailable())) return;
-    await body();
-  }, timeout);
+const it = redisTest;
 
 beforeEach(() => {
   prefix = testPrefix("res");

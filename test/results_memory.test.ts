@@ -18,17 +18,9 @@ import { rateLimiter } from "../src/middleware/rate_limit.ts";
 import { pipeline } from "../src/pipeline.ts";
 import { defaultMiddleware, Supervisor } from "../src/supervisor.ts";
 import { drain } from "../src/testing.ts";
+import { rejection } from "./helpers.ts";
 
 /** The error a promise rejects with; fails the test if it resolves. */
-// deno-lint-ignore no-explicit-any
-async function rejection(p: Promise<unknown>): Promise<any> {
-  try {
-    await p;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
-}
 
 const ran: string[] = [];
 let running = 0;

@@ -3,6 +3,7 @@
  * them: at-least-once under kill -9, claim renewal, retries and backoff, delays, dead letters,
  * malformed input, graceful shutdown.
  */
+import { redisTest } from "./redis_test.ts";
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
 import { spawnSync } from "node:child_process";
@@ -11,7 +12,7 @@ import { configure } from "../src/config.ts";
 import { closeBroker } from "../src/client.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
 import { aged, explicit, failing, flagged, normal, slow, typed, urgent } from "./fixtures/core_app.ts";
-import { cleanPrefix, fixture, REDIS_URL, redisAvailable, root, runtimeCommand, sleep, spawnWorker, started, testPrefix, until, type WorkerProcess } from "./helpers.ts";
+import { cleanPrefix, fixture, REDIS_URL, root, runtimeCommand, sleep, spawnWorker, started, testPrefix, until, type WorkerProcess } from "./helpers.ts";
 
 const app = fixture("core_app.ts");
 let prefix = "";
@@ -28,11 +29,7 @@ function worker(args: string[] = [], env: Record<string, string> = {}): WorkerPr
   return w;
 }
 
-const it = (title: string, body: () => Promise<void>, timeout = 30_000) =>
-  test(title, async () => {
-    if (!(await redisAvailable())) return;
-    await body();
-  }, timeout);
+const it = redisTest;
 
 beforeEach(() => {
   prefix = testPrefix("core");
