@@ -1,12 +1,14 @@
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { BrokerError, MalformedMessageError, type SerializedError } from "../errors.ts";
-import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
+import type { SerializedError } from "../errors.ts";
+import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, type QueueKeys } from "./keys.ts";
 import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
+import { connect, decodeEntries, execPipeline, type Entry, type Scripted } from "./connection.ts";
+import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 export interface RedisBrokerOptions {
@@ -25,14 +27,6 @@ export interface RedisBrokerOptions {
   logger?: Logger;
 }
 
-type Entry = [string, string[] | null];
-type Scripted = Redis & {
-  drayRead(...args: (string | number)[]): Promise<unknown[]>;
-  drayEnqueue(...args: (string | number)[]): Promise<number>;
-  draySettle(...args: (string | number)[]): Promise<number>;
-  drayRequeue(...args: (string | number)[]): Promise<number>;
-  drayAcquire(...args: (string | number)[]): Promise<number>;
-};
 
 export class RedisBroker implements Broker {
   readonly prefix: string;
@@ -141,7 +135,7 @@ export class RedisBroker implements Broker {
       const due = Number(res[0]);
       if (due >= 0) nextDue = Math.min(nextDue, due);
       for (let j = 1; j < res.length; j += 2) {
-        this.#decodeInto(out, queue, res[j] as string, res[j + 1] as Entry[]);
+        decodeEntries(out, queue, res[j] as string, res[j + 1] as Entry[]);
       }
     }
     if (out.length > 0 || blockMs <= 0) return this.#markRunning(out);
@@ -193,7 +187,7 @@ export class RedisBroker implements Broker {
       this.#blockUntil = 0;
     }
     for (const [stream, entries] of res ?? []) {
-      this.#decodeInto(out, queueOfStream(this.prefix, stream), stream, entries);
+      decodeEntries(out, queueOfStream(this.prefix, stream), stream, entries);
     }
   }
 
@@ -213,22 +207,6 @@ export class RedisBroker implements Broker {
       all.push(...streams);
     }
     return all;
-  }
-
-  #decodeInto(out: Array<Delivery | MalformedDelivery>, queue: string, stream: string, entries: Entry[]) {
-    for (const [entryId, fields] of entries) {
-      if (!fields) continue; // deleted while pending: nothing left to run
-      const raw: Record<string, string> = {};
-      for (let i = 0; i + 1 < fields.length; i += 2) raw[fields[i]!] = fields[i + 1]!;
-      const ref = { stream, entryId };
-      try {
-        const message = decodeMessage(raw.m, queue);
-        out.push({ message, retries: Number(raw.r ?? 0) || 0, ref });
-      } catch (error) {
-        const e = error instanceof MalformedMessageError ? error : new MalformedMessageError(String(error));
-        out.push({ malformed: true, raw, error: e, ref, queue });
-      }
-    }
   }
 
   /**
@@ -341,54 +319,20 @@ export class RedisBroker implements Broker {
     return { name, queue: meta.queue, priority: meta.priority };
   }
 
-  async deadLetters(queue: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
-    const entries = (await this.#redis.xrange(this.keys(queue).dlq, "-", "+", "COUNT", options.limit ?? 100)) as Entry[];
-    return entries.map(([id, fields]) => {
-      const raw: Record<string, string> = {};
-      for (let i = 0; fields && i + 1 < fields.length; i += 2) raw[fields[i]!] = fields[i + 1]!;
-      let message: DeadLetter["message"];
-      try {
-        message = decodeMessage(raw.m, queue);
-      } catch {
-        message = { raw: raw.m ?? "" };
-      }
-      return { id, queue, message, retries: Number(raw.r ?? 0), error: JSON.parse(raw.e ?? "{}"), at: Number(raw.at ?? 0) };
-    });
+  deadLetters(queue: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
+    return listDeadLetters(this.#redis, this.keys(queue), queue, options.limit ?? 100);
   }
 
-  async requeue(queue: string, ids?: string[]): Promise<number> {
-    const k = this.keys(queue);
-    let total = 0;
-    if (ids) return await this.#redis.drayRequeue(k.dlq, k.priorities, k.streamPrefix, ...ids);
-    for (;;) {
-      const batch = ((await this.#redis.xrange(k.dlq, "-", "+", "COUNT", 500)) as Entry[]).map((e) => e[0]);
-      if (batch.length === 0) return total;
-      total += await this.#redis.drayRequeue(k.dlq, k.priorities, k.streamPrefix, ...batch);
-    }
+  requeue(queue: string, ids?: string[]): Promise<number> {
+    return requeueDeadLetters(this.#redis, this.keys(queue), ids);
   }
 
-  async purgeDeadLetters(queue: string): Promise<number> {
-    const k = this.keys(queue);
-    const [n] = await execPipeline(this.#redis.multi().xlen(k.dlq).del(k.dlq));
-    return Number(n);
+  purgeDeadLetters(queue: string): Promise<number> {
+    return purgeDeadLetters(this.#redis, this.keys(queue));
   }
 
-  async stats(queue: string): Promise<QueueStats> {
-    const k = this.keys(queue);
-    const prios = await this.#redis.smembers(k.priorities);
-    let ready = 0;
-    let running = 0;
-    for (const p of prios) {
-      const stream = k.stream(Number(p));
-      const [len, pending] = await Promise.all([
-        this.#redis.xlen(stream),
-        this.#redis.xpending(stream, GROUP).catch(() => [0]) as Promise<unknown[]>,
-      ]);
-      running += Number(pending[0] ?? 0);
-      ready += len - Number(pending[0] ?? 0);
-    }
-    const [delayed, dead] = await Promise.all([this.#redis.zcard(k.delayed), this.#redis.xlen(k.dlq)]);
-    return { queue, ready, running, delayed, dead };
+  stats(queue: string): Promise<QueueStats> {
+    return queueStats(this.#redis, this.keys(queue), queue);
   }
 
   async queues(): Promise<string[]> {
@@ -409,34 +353,4 @@ export class RedisBroker implements Broker {
     this.jobs.close();
     await this.#redis.quit().catch(() => this.#redis.disconnect());
   }
-}
-
-function connect(options: RedisBrokerOptions, name: string): Redis {
-  const redisOptions: RedisOptions = {
-    connectionName: name,
-    maxRetriesPerRequest: options.patient ? null : 2,
-    // Reconnect with a capped backoff; a worker keeps trying for as long as it lives.
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
-    lazyConnect: false,
-  };
-  const redis = new Redis(options.url, redisOptions);
-  let lastLog = 0;
-  redis.on("error", (error: Error) => {
-    // ioredis emits an error per failed reconnect attempt; one line every 5 s is enough.
-    if (Date.now() - lastLog > 5_000) {
-      lastLog = Date.now();
-      options.logger?.warn({ err: error, connection: name }, "redis connection error; reconnecting");
-    }
-  });
-  return redis;
-}
-
-/** Runs a pipeline or MULTI and throws the first command error as a BrokerError. */
-async function execPipeline(pipe: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
-  const results = await pipe.exec();
-  if (!results) throw new BrokerError("transaction aborted");
-  return results.map(([error, value]) => {
-    if (error) throw new BrokerError(`redis: ${error.message}`, { cause: error });
-    return value;
-  });
 }

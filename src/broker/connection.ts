@@ -1,0 +1,75 @@
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "pino";
+import { BrokerError, MalformedMessageError } from "../errors.ts";
+import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";
+
+/** A stream entry as Redis returns it; fields are null when the entry was deleted while pending. */
+export type Entry = [string, string[] | null];
+
+/** The command connection with dray's scripts defined on it (see scripts.ts). */
+export type Scripted = Redis & {
+  drayRead(...args: (string | number)[]): Promise<unknown[]>;
+  drayEnqueue(...args: (string | number)[]): Promise<number>;
+  draySettle(...args: (string | number)[]): Promise<number>;
+  drayRequeue(...args: (string | number)[]): Promise<number>;
+  drayAcquire(...args: (string | number)[]): Promise<number>;
+};
+
+export interface ConnectOptions {
+  url: string;
+  /** Wait for Redis forever (workers) rather than failing a command after a few reconnect attempts. */
+  patient?: boolean;
+  logger?: Logger;
+}
+
+export function fieldsOf(fields: string[] | null): Record<string, string> {
+  const raw: Record<string, string> = {};
+  for (let i = 0; fields && i + 1 < fields.length; i += 2) raw[fields[i]!] = fields[i + 1]!;
+  return raw;
+}
+
+/** Turns stream entries into deliveries; what cannot be decoded is handed over as malformed. */
+export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: string, stream: string, entries: Entry[]): void {
+  for (const [entryId, fields] of entries) {
+    if (!fields) continue; // deleted while pending: nothing left to run
+    const raw = fieldsOf(fields);
+    const ref = { stream, entryId };
+    try {
+      const message = decodeMessage(raw.m, queue);
+      out.push({ message, retries: Number(raw.r ?? 0) || 0, ref });
+    } catch (error) {
+      const e = error instanceof MalformedMessageError ? error : new MalformedMessageError(String(error));
+      out.push({ malformed: true, raw, error: e, ref, queue });
+    }
+  }
+}
+
+export function connect(options: ConnectOptions, name: string): Redis {
+  const redisOptions: RedisOptions = {
+    connectionName: name,
+    maxRetriesPerRequest: options.patient ? null : 2,
+    // Reconnect with a capped backoff; a worker keeps trying for as long as it lives.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+    lazyConnect: false,
+  };
+  const redis = new Redis(options.url, redisOptions);
+  let lastLog = 0;
+  redis.on("error", (error: Error) => {
+    // ioredis emits an error per failed reconnect attempt; one line every 5 s is enough.
+    if (Date.now() - lastLog > 5_000) {
+      lastLog = Date.now();
+      options.logger?.warn({ err: error, connection: name }, "redis connection error; reconnecting");
+    }
+  });
+  return redis;
+}
+
+/** Runs a pipeline or MULTI and throws the first command error as a BrokerError. */
+export async function execPipeline(pipe: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
+  const results = await pipe.exec();
+  if (!results) throw new BrokerError("transaction aborted");
+  return results.map(([error, value]) => {
+    if (error) throw new BrokerError(`redis: ${error.message}`, { cause: error });
+    return value;
+  });
+}
