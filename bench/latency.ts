@@ -1,0 +1,72 @@
+/**
+ * Latency at a fixed offered rate: jobs are sent one by one on a schedule (not as fast as possible),
+ * each carrying its send time; the handler appends "<start-latency> <complete-latency>" to a list.
+ * "complete" is when the handler returned (the ack follows in the next batch).
+ */
+import { nowMs, type BenchPayload } from "./scenarios.ts";
+import type { BenchContext, System } from "./systems.ts";
+
+export interface Percentiles {
+  p50: number;
+  p95: number;
+  p99: number;
+}
+
+export interface Latency {
+  /** Offered jobs/s. */
+  rate: number;
+  jobs: number;
+  /** enqueue -> handler started, ms. */
+  start: Percentiles;
+  /** enqueue -> handler returned, ms. */
+  complete: Percentiles;
+}
+
+const WAIT_MS = 30_000;
+
+export async function measureLatency(ctx: BenchContext, system: System, rate: number, seconds: number,
+  firstIndex: number): Promise<Latency> {
+  const key = `${ctx.prefix}:latency`;
+  await ctx.redis.del(key);
+  const n = Math.max(1, Math.round(rate * seconds));
+  const interval = 1000 / rate;
+  const began = performance.now();
+  const sends: Promise<unknown>[] = [];
+  for (let i = 0; i < n;) {
+    // Send everything that is due (a late timer must not lower the offered rate), then sleep.
+    const due = Math.min(n, Math.floor((performance.now() - began) / interval) + 1);
+    for (; i < due; i++) {
+      const payload: BenchPayload = { i: firstIndex + i, t: nowMs(), k: key };
+      sends.push(system.enqueueOne(payload));
+    }
+    if (i < n) await sleep(Math.max(0, i * interval - (performance.now() - began)));
+  }
+  await Promise.all(sends);
+  const deadline = Date.now() + WAIT_MS;
+  while ((await ctx.redis.llen(key)) < n) {
+    if (Date.now() > deadline) throw new Error(`latency run: not all ${n} jobs finished within ${WAIT_MS} ms`);
+    await sleep(20);
+  }
+  const lines = await ctx.redis.lrange(key, 0, -1);
+  const start: number[] = [];
+  const complete: number[] = [];
+  for (const line of lines) {
+    const [s, c] = line.split(" ");
+    start.push(Number(s));
+    complete.push(Number(c));
+  }
+  await ctx.redis.del(key);
+  return { rate, jobs: n, start: percentiles(start), complete: percentiles(complete) };
+}
+
+export function percentiles(values: number[]): Percentiles {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => {
+    if (sorted.length === 0) return NaN;
+    const v = sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+    return Math.round(v * 100) / 100;
+  };
+  return { p50: at(0.5), p95: at(0.95), p99: at(0.99) };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

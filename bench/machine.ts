@@ -1,0 +1,63 @@
+/** What a result was measured on: machine, versions, command (for the README's results table). */
+import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import type { Redis } from "ioredis";
+import { cpuCount } from "../src/runtime/mod.ts";
+import { root, runtimeCommand } from "./spawn.ts";
+
+export interface MachineInfo {
+  nproc: number;
+  memoryGb: number | null;
+  cpu: string | null;
+  versions: Record<string, string | null>;
+  gitCommit: string | null;
+}
+
+function read(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+function firstLine(cmd: string[]): string | null {
+  try {
+    const out = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8", timeout: 10_000, cwd: root });
+    const line = String(out.stdout ?? "").trim().split("\n")[0];
+    return out.status === 0 && line ? line : null;
+  } catch {
+    return null;
+  }
+}
+
+const packageVersion = (dir: string) => {
+  const text = read(join(dir, "package.json"));
+  return text ? (JSON.parse(text) as { version?: string }).version ?? null : null;
+};
+
+export async function machineInfo(redis: Redis): Promise<MachineInfo> {
+  const mem = /MemTotal:\s+(\d+) kB/.exec(read("/proc/meminfo") ?? "");
+  const cpu = /model name\s*:\s*(.+)/.exec(read("/proc/cpuinfo") ?? "");
+  const server = String(await redis.call("INFO", "server"));
+  const version = (name: "bun" | "node" | "deno") =>
+    firstLine([runtimeCommand(name)[0]!, "--version"])?.replace(/^deno /, "").replace(/^v/, "") ?? null;
+  return {
+    nproc: cpuCount(),
+    memoryGb: mem ? Math.round(Number(mem[1]) / 2 ** 20 * 10) / 10 : null,
+    cpu: cpu ? cpu[1]!.trim() : null,
+    versions: {
+      bun: version("bun"), node: version("node"), deno: version("deno"),
+      redis: /redis_version:(\S+)/.exec(server)?.[1] ?? null,
+      dray: packageVersion(root),
+      bullmq: packageVersion(join(root, "node_modules", "bullmq")),
+    },
+    gitCommit: firstLine(["git", "rev-parse", "--short", "HEAD"]),
+  };
+}
+
+export function machineLine(m: MachineInfo): string {
+  const v = Object.entries(m.versions).map(([k, x]) => `${k} ${x ?? "?"}`).join(", ");
+  return `machine: ${m.nproc} cpus (${m.cpu ?? "?"}), ${m.memoryGb ?? "?"} GB · ${v}${m.gitCommit ? ` · dray@${m.gitCommit}` : ""}`;
+}

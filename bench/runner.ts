@@ -1,0 +1,177 @@
+/**
+ * One measured run of one system: enqueue (bulk, then single sends with 64 in flight), start its
+ * worker on the pre-filled queue and time the drain, then offer a fixed rate and record latencies.
+ * Worker CPU and RSS come from /proc, Redis CPU and commands from INFO deltas over the drain.
+ */
+import type { Redis } from "ioredis";
+import { PeakRss, sampleTree } from "./proc.ts";
+import { delta, snapshot } from "./redis_stats.ts";
+import type { BenchPayload } from "./scenarios.ts";
+import type { Child } from "./spawn.ts";
+import type { BenchContext, System } from "./systems.ts";
+import { measureLatency, type Latency } from "./latency.ts";
+
+export interface RunOptions {
+  /** Jobs pre-filled with bulk sends. */
+  jobs: number;
+  /** Jobs sent one by one (64 in flight) after the bulk ones; processed with them. */
+  singleJobs: number;
+  /** Jobs per bulk send. @default 1000 */
+  chunk: number;
+  /** The drain is cut off after this long; jobs/s is then what was done so far. */
+  maxSeconds: number;
+  /** Offered rate of the latency run, jobs/s (0 = no latency run). */
+  rate: number;
+  latencySeconds: number;
+  /** A worker that has not finished one job this long after it said ready "did not start". */
+  startTimeoutMs: number;
+  log: (line: string) => void;
+}
+
+export interface RunResult {
+  label: string;
+  kind: System["kind"];
+  threads?: number;
+  concurrency?: number;
+  status: "ok" | "did not start" | "failed";
+  note?: string;
+  enqueue: { bulkJobsPerSec: number; singleJobsPerSec: number };
+  processing: { jobs: number; seconds: number; jobsPerSec: number; complete: boolean };
+  latency: Latency | null;
+  peakRssMb: number | null;
+  workerCpuMsPerJob: number | null;
+  redisCpuMsPerJob: number | null;
+  /** Redis commands per job, enqueue and processing together (the issue's target). */
+  redisCommandsPerJob: number | null;
+  /** The enqueue part (bulk and single sends alike). */
+  enqueueCommandsPerJob: number | null;
+  /** The processing part: reads, acks, claim renewals, from the worker's start to the drain's end. */
+  processCommandsPerJob: number | null;
+  /** Per-command breakdown of the processing part. */
+  commandsPerJob: Record<string, number>;
+}
+
+const POLL_MS = 5;
+const IN_FLIGHT = 64;
+
+export async function runOnce(ctx: BenchContext, system: System, o: RunOptions): Promise<RunResult> {
+  await cleanPrefix(ctx.redis, ctx.prefix);
+  const beforeFill = await snapshot(ctx.redis);
+  const enqueue = await fill(system, o);
+  const enqueueCommands = delta(beforeFill, await snapshot(ctx.redis)).total / enqueue.total;
+  const child = system.start();
+  const result: RunResult = {
+    label: system.label, kind: system.kind,
+    ...(system.threads !== undefined ? { threads: system.threads } : {}),
+    ...(system.concurrency !== undefined ? { concurrency: system.concurrency } : {}),
+    status: "ok", enqueue, processing: { jobs: 0, seconds: 0, jobsPerSec: 0, complete: false }, latency: null,
+    peakRssMb: null, workerCpuMsPerJob: null, redisCpuMsPerJob: null,
+    redisCommandsPerJob: null, enqueueCommandsPerJob: null, processCommandsPerJob: null, commandsPerJob: {},
+  };
+  let rss: PeakRss | undefined;
+  try {
+    const t0 = await deadline(child.ready, o.startTimeoutMs, "the worker did not say it was ready");
+    rss = new PeakRss(child.pid);
+    await drain(ctx, system, child, t0, o, result);
+    result.enqueueCommandsPerJob = round(enqueueCommands, 2);
+    result.redisCommandsPerJob = round(enqueueCommands + result.processCommandsPerJob!, 2);
+    if (result.status === "ok" && o.rate > 0) {
+      // Offering more than half of what the worker drains would measure a queue building up.
+      if (result.processing.jobsPerSec >= 2 * o.rate) {
+        result.latency = await measureLatency(ctx, system, o.rate, o.latencySeconds, enqueue.total);
+      } else {
+        result.note = `no latency run: drains ${Math.round(result.processing.jobsPerSec)}/s, under 2x the offered ${o.rate}/s`;
+      }
+    }
+  } catch (error) {
+    if (result.status === "ok") result.status = "failed";
+    result.note = (error as Error).message.split("\n")[0];
+    o.log(`  ${system.label}: ${result.status}: ${(error as Error).message}`);
+  } finally {
+    const peak = rss?.stop() ?? null;
+    result.peakRssMb = peak === null ? null : round(peak / 2 ** 20, 1);
+    await child.stop();
+    await cleanPrefix(ctx.redis, ctx.prefix);
+  }
+  return result;
+}
+
+async function fill(system: System, o: RunOptions) {
+  let started = performance.now();
+  for (let i = 0; i < o.jobs; i += o.chunk) {
+    const payloads: BenchPayload[] = [];
+    for (let j = i; j < Math.min(o.jobs, i + o.chunk); j++) payloads.push({ i: j });
+    await system.enqueueBulk(payloads);
+  }
+  const bulkJobsPerSec = o.jobs / ((performance.now() - started) / 1000);
+  started = performance.now();
+  let next = o.jobs;
+  const total = o.jobs + o.singleJobs;
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (next < total) await system.enqueueOne({ i: next++ });
+  }));
+  const singleJobsPerSec = o.singleJobs / ((performance.now() - started) / 1000);
+  return { bulkJobsPerSec: Math.round(bulkJobsPerSec), singleJobsPerSec: Math.round(singleJobsPerSec), total };
+}
+
+/** Times the worker draining the pre-filled queue and charges CPU and commands to the jobs done. */
+async function drain(ctx: BenchContext, system: System, child: Child, t0: number, o: RunOptions, r: RunResult) {
+  const total = o.jobs + o.singleJobs;
+  const before = await snapshot(ctx.redis);
+  const cpuBefore = sampleTree(child.pid);
+  let polls = 1;
+  const first = await system.remaining();
+  let left = first.left;
+  let end = Date.now();
+  let exited = false;
+  void child.exited.then(() => (exited = true));
+  for (;;) {
+    await sleep(POLL_MS);
+    const now = await system.remaining();
+    polls++;
+    end = Date.now();
+    left = now.left;
+    if (now.failed > 0) throw new Error(`${now.failed} jobs failed:\n${child.output().slice(-600)}`);
+    if (left === 0 || end - t0 > o.maxSeconds * 1000) break;
+    if (exited) throw new Error(`the worker exited:\n${child.output().slice(-600)}`);
+    if (left === total && end - t0 > o.startTimeoutMs) {
+      r.status = "did not start";
+      throw new Error(`no job finished ${o.startTimeoutMs} ms after the worker said it was ready`);
+    }
+  }
+  const cpuAfter = sampleTree(child.pid);
+  const own = Object.fromEntries(Object.entries(system.pollCommands).map(([k, n]) => [k, n * polls]));
+  const cost = delta(before, await snapshot(ctx.redis), own);
+  const jobs = total - left;
+  const inWindow = Math.max(1, first.left - left);
+  const seconds = Math.max(1, end - t0) / 1000;
+  r.processing = { jobs, seconds: round(seconds, 3), jobsPerSec: Math.round(jobs / seconds), complete: left === 0 };
+  r.workerCpuMsPerJob = cpuBefore && cpuAfter ? round((cpuAfter.cpuMs - cpuBefore.cpuMs) / inWindow, 4) : null;
+  r.redisCpuMsPerJob = round(cost.cpuMs / inWindow, 4);
+  r.processCommandsPerJob = round(cost.total / inWindow, 2);
+  r.commandsPerJob = Object.fromEntries(Object.entries(cost.calls)
+    .map(([k, n]) => [k, round(n / inWindow, 3)] as const)
+    .filter(([, n]) => n >= 0.005)
+    .sort((a, b) => b[1] - a[1]));
+}
+
+/** SCAN + UNLINK every key holding the bench's prefix (never FLUSH: the database is not ours). */
+export async function cleanPrefix(redis: Redis, prefix: string): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== "0");
+}
+
+function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;

@@ -1,0 +1,167 @@
+/**
+ * The systems a run can measure, behind one shape: how to enqueue for it, how to start its worker
+ * process, and how to tell how many jobs are left. dray and the bare Streams loop share dray's
+ * enqueue path and stream; BullMQ has its own.
+ */
+import type { Redis } from "ioredis";
+import { Queue } from "bullmq";
+import { queueKeys } from "../src/broker/keys.ts";
+import type { Isolation } from "../src/executor/mod.ts";
+import type { RuntimeName } from "../src/runtime/mod.ts";
+import { BENCH_QUEUE, benchActors } from "./fixture.ts";
+import type { BenchPayload, Scenario } from "./scenarios.ts";
+import { drayReady, runtimeCommand, scriptReady, spawnChild, type Child } from "./spawn.ts";
+
+export interface BenchContext {
+  /** The bench's own connection (stats, polls, cleanup). */
+  redis: Redis;
+  redisUrl: string;
+  /** Key prefix of this bench run; every key it makes contains it. */
+  prefix: string;
+  scenario: Scenario;
+  runtime: RuntimeName;
+  /** Whether dray jobs keep a result record (dray's default) or not (`resultTtl: 0`). */
+  results: boolean;
+}
+
+export interface Remaining {
+  /** Jobs not yet finished (waiting or running). */
+  left: number;
+  /** Jobs that failed or were dead-lettered: a run with failures is not a valid measurement. */
+  failed: number;
+}
+
+export interface System {
+  readonly label: string;
+  readonly kind: "dray" | "baseline" | "bullmq";
+  readonly threads?: number;
+  readonly concurrency?: number;
+  enqueueBulk(payloads: BenchPayload[]): Promise<unknown>;
+  enqueueOne(payload: BenchPayload): Promise<unknown>;
+  remaining(): Promise<Remaining>;
+  /** Commands one `remaining()` sends, subtracted from the Redis command counts. */
+  readonly pollCommands: Record<string, number>;
+  start(): Child;
+  close(): Promise<void>;
+}
+
+export interface DrayConfig {
+  threads: number;
+  concurrency: number;
+  isolation: Isolation;
+}
+
+/** The stream the bench's actors use (priority 0 of queue "bench"). */
+const benchStream = (prefix: string) => queueKeys(prefix, BENCH_QUEUE).stream(0);
+
+abstract class DrayStream {
+  constructor(protected readonly ctx: BenchContext) {}
+  readonly pollCommands = { xlen: 2 };
+
+  enqueueBulk(payloads: BenchPayload[]) {
+    return this.#actor().sendMany(payloads);
+  }
+
+  enqueueOne(payload: BenchPayload) {
+    return this.#actor().send(payload);
+  }
+
+  #actor() {
+    return benchActors[this.ctx.results ? "on" : "off"][this.ctx.scenario];
+  }
+
+  async remaining(): Promise<Remaining> {
+    // Entries are deleted when acked, so the stream's length is what is waiting or running.
+    const res = await this.ctx.redis.pipeline()
+      .xlen(benchStream(this.ctx.prefix))
+      .xlen(queueKeys(this.ctx.prefix, BENCH_QUEUE).dlq)
+      .exec();
+    return { left: Number(res?.[0]?.[1] ?? 0), failed: Number(res?.[1]?.[1] ?? 0) };
+  }
+
+  async close(): Promise<void> {}
+}
+
+export class DraySystem extends DrayStream implements System {
+  readonly kind = "dray";
+  readonly label: string;
+  readonly threads: number;
+  readonly concurrency: number;
+
+  constructor(ctx: BenchContext, readonly config: DrayConfig) {
+    super(ctx);
+    this.threads = config.threads;
+    this.concurrency = config.concurrency;
+    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${ctx.results ? "" : " no-results"}`;
+  }
+
+  start(): Child {
+    const { threads, concurrency, isolation } = this.config;
+    return spawnChild([...runtimeCommand(this.ctx.runtime), "src/cli/main.ts", "worker", "bench/fixture.ts",
+      "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation], {
+      REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
+    }, drayReady);
+  }
+}
+
+export class BaselineSystem extends DrayStream implements System {
+  readonly kind = "baseline";
+  readonly label = "bare streams loop";
+
+  start(): Child {
+    return spawnChild([...runtimeCommand(this.ctx.runtime, true), "bench/baseline_streams.ts"], {
+      REDIS_URL: this.ctx.redisUrl, BENCH_STREAM: benchStream(this.ctx.prefix), BENCH_SCENARIO: this.ctx.scenario,
+    }, scriptReady);
+  }
+}
+
+export type BullMode = "inprocess" | "threads";
+
+export class BullSystem implements System {
+  readonly kind = "bullmq";
+  readonly label: string;
+  readonly pollCommands = { llen: 2, zcard: 1 };
+  readonly #queue: Queue;
+  readonly #connection: Redis;
+  readonly #prefix: string;
+
+  constructor(private readonly ctx: BenchContext, readonly mode: BullMode, readonly concurrency: number,
+    readonly runtime: RuntimeName = ctx.runtime) {
+    this.label = `bullmq ${mode === "threads" ? "worker-threads" : "in-process"} c${concurrency}${runtime === ctx.runtime ? "" : ` (${runtime})`}`;
+    this.#prefix = `${ctx.prefix}-bull`;
+    // BullMQ does not close a connection it was given: this one is ours to close.
+    this.#connection = ctx.redis.duplicate({ maxRetriesPerRequest: null });
+    this.#queue = new Queue(BENCH_QUEUE, {
+      connection: this.#connection,
+      prefix: this.#prefix,
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1_000 },
+    });
+  }
+
+  enqueueBulk(payloads: BenchPayload[]) {
+    return this.#queue.addBulk(payloads.map((data) => ({ name: "bench", data })));
+  }
+
+  enqueueOne(payload: BenchPayload) {
+    return this.#queue.add("bench", payload);
+  }
+
+  async remaining(): Promise<Remaining> {
+    const k = `${this.#prefix}:${BENCH_QUEUE}`;
+    const res = await this.ctx.redis.pipeline().llen(`${k}:wait`).llen(`${k}:active`).zcard(`${k}:failed`).exec();
+    const n = (i: number) => Number(res?.[i]?.[1] ?? 0);
+    return { left: n(0) + n(1), failed: n(2) };
+  }
+
+  start(): Child {
+    return spawnChild([...runtimeCommand(this.runtime, true), "bench/bullmq_worker.ts"], {
+      REDIS_URL: this.ctx.redisUrl, BENCH_QUEUE: BENCH_QUEUE, BENCH_PREFIX: this.#prefix,
+      BENCH_CONCURRENCY: String(this.concurrency), BENCH_MODE: this.mode, BENCH_SCENARIO: this.ctx.scenario,
+    }, scriptReady);
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.close();
+    this.#connection.disconnect();
+  }
+}

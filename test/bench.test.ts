@@ -1,0 +1,78 @@
+/**
+ * `dray bench` end to end on a tiny run: a real worker process on the real Redis, one cell, the
+ * baseline loop once. Checks the report's shape and sanity, never its timings.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { parseBenchArgs } from "../src/cli/bench.ts";
+import { runBench, type BenchReport } from "../bench/mod.ts";
+import { ConfigError } from "../src/errors.ts";
+import { REDIS_URL, redisAvailable } from "./helpers.ts";
+
+describe("dray bench", () => {
+  test("given a tiny noop bench, when it runs, then it reports sane figures, writes JSON and SVG, and leaves no keys", async () => {
+    if (!(await redisAvailable())) return;
+    // given
+    const out = join(tmpdir(), `dray-bench-test-${crypto.randomUUID().slice(0, 8)}`);
+    const lines: string[] = [];
+    const options = {
+      ...parseBenchArgs(["--jobs", "200", "--threads", "1", "--concurrency", "8", "--isolation", "inline",
+        "--runtime", "bun", "--rate", "100", "--latency-seconds", "0.3", "--rounds", "1",
+        "--json", `${out}.json`, "--chart", `${out}.svg`]),
+      redisUrl: REDIS_URL,
+      log: (line: string) => void lines.push(line),
+    };
+    let report: BenchReport;
+    try {
+      // when
+      report = await runBench(options);
+      // then
+      const cell = report.cells[0]!;
+      expect(report.cells).toHaveLength(1);
+      expect(cell.status).toBe("ok");
+      expect(cell.processing.jobs).toBe(250); // 200 bulk + 50 single sends
+      expect(cell.processing.complete).toBe(true);
+      expect(cell.processing.jobsPerSec).toBeGreaterThan(0);
+      expect(cell.enqueue.bulkJobsPerSec).toBeGreaterThan(0);
+      expect(cell.enqueue.singleJobsPerSec).toBeGreaterThan(0);
+      expect(cell.redisCommandsPerJob).toBeGreaterThan(0);
+      expect(cell.enqueueCommandsPerJob).toBeGreaterThanOrEqual(1); // at least the XADD
+      expect(cell.latency?.jobs).toBe(30);
+      expect(cell.latency!.start.p50).toBeLessThanOrEqual(cell.latency!.start.p99);
+      expect(cell.latency!.start.p99).toBeLessThanOrEqual(cell.latency!.complete.p99);
+      if (existsSync("/proc/self/stat")) expect(cell.peakRssMb).toBeGreaterThan(0);
+      expect(report.recommendation?.concurrency).toBe(8);
+      const baseline = report.references.find((r) => r.kind === "baseline");
+      expect(baseline?.median.status).toBe("ok");
+      expect(report.targets.find((t) => t.name.includes("bare streams loop"))?.status).toMatch(/PASS|MISS/);
+      expect(lines.some((l) => l.startsWith("recommendation: for this scenario (noop) use --threads 1 --concurrency 8"))).toBe(true);
+      const json = JSON.parse(readFileSync(`${out}.json`, "utf8")) as BenchReport;
+      expect(json.cells[0]!.processing.jobs).toBe(250);
+      expect(json.meta.versions.redis).toMatch(/^\d+\./);
+      expect(readFileSync(`${out}.svg`, "utf8")).toStartWith("<svg");
+      const redis = new Redis(REDIS_URL);
+      const left: string[] = [];
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", `*${report.meta.prefix}*`, "COUNT", 1_000);
+        cursor = next;
+        left.push(...keys);
+      } while (cursor !== "0");
+      redis.disconnect();
+      expect(left).toEqual([]);
+    } finally {
+      rmSync(`${out}.json`, { force: true });
+      rmSync(`${out}.svg`, { force: true });
+    }
+  }, 120_000);
+
+  test("given bad flags, when parsed, then they are refused with a ConfigError", () => {
+    expect(() => parseBenchArgs(["--scenario", "sleepy"])).toThrow(ConfigError);
+    expect(() => parseBenchArgs(["--threads", "1,x"])).toThrow(ConfigError);
+    expect(() => parseBenchArgs(["--compare", "celery"])).toThrow(ConfigError);
+    expect(parseBenchArgs(["--concurrency", "2,200"]).concurrency).toEqual([2, 200]);
+  });
+});
