@@ -51,7 +51,8 @@ function run(cmd, args, env = {}) {
     });
     pass(child.stdout, process.stdout);
     pass(child.stderr, process.stderr);
-    child.on("exit", (code) => resolve([code ?? 1, out]));
+    // "close", not "exit": the pipes may still hold the summary when the process has exited.
+    child.on("close", (code) => resolve([code ?? 1, out]));
   });
 }
 
