@@ -185,6 +185,7 @@ export function actor<P, R>(name: string, a: unknown, b?: unknown): Actor<P, R> 
 }
 
 async function sendMessages<P>(a: Actor<P>, payloads: P[], options: SendOptions): Promise<JobHandle[]> {
+  checkSendOptions(options);
   for (const p of payloads) a.validate(p);
   return await enqueueMessages(
     payloads.map((payload) => buildMessage(a.name, a.options.queue, a.options.priority, payload, options)),
@@ -199,22 +200,18 @@ const sendOptionsSchema = z.strictObject({
   queue: queueName.optional(),
 });
 
-export function buildMessage(actorName: string, queue: string, priority: number, payload: unknown,
-  options: SendOptions): Message {
+/** Checks what a caller passed to send(); once per call, not per message of a sendMany. */
+export function checkSendOptions(options: SendOptions): void {
   const checked = sendOptionsSchema.safeParse(options);
   if (!checked.success) {
     throw new ConfigError(`invalid send options: ${checked.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
   if (options.delay !== undefined && options.at !== undefined) throw new ConfigError("give delay or at, not both");
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(payload);
-  } catch (error) {
-    throw new ConfigError(`payload for "${actorName}" is not JSON-serializable: ${(error as Error).message}`, { cause: error });
-  }
-  if (payload !== undefined && json === undefined) {
-    throw new ConfigError(`payload for "${actorName}" is not JSON-serializable`);
-  }
+}
+
+/** A message ready to send. Payloads are checked for JSON when encoded (encodeMessage), once. */
+export function buildMessage(actorName: string, queue: string, priority: number, payload: unknown,
+  options: SendOptions): Message {
   // A sender that does not know the actor assumes it keeps results; its worker drops the record if not.
   const tracked = (registry.get(actorName)?.options.resultTtl ?? DEFAULT_RESULT_TTL) > 0;
   return {

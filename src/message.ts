@@ -1,4 +1,4 @@
-import { MalformedMessageError } from "./errors.ts";
+import { ConfigError, MalformedMessageError } from "./errors.ts";
 
 /**
  * A message as it travels through Redis. It is immutable once sent: the retry count lives beside it
@@ -60,8 +60,17 @@ export interface MalformedDelivery {
   queue: string;
 }
 
+/** The one place a message becomes JSON; a payload that cannot is refused with a ConfigError. */
 export function encodeMessage(message: Message): string {
-  return JSON.stringify(message);
+  const t = typeof message.payload;
+  if (t === "function" || t === "symbol") {
+    throw new ConfigError(`payload for "${message.actor}" is not JSON-serializable (a ${t})`);
+  }
+  try {
+    return JSON.stringify(message);
+  } catch (error) {
+    throw new ConfigError(`payload for "${message.actor}" is not JSON-serializable: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 export function decodeMessage(raw: string | undefined, queue: string): Message {

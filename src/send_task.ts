@@ -1,4 +1,4 @@
-import { buildMessage, enqueueMessages, registry, type SendOptions } from "./actor.ts";
+import { buildMessage, checkSendOptions, enqueueMessages, registry, type SendOptions } from "./actor.ts";
 import { useBroker } from "./client.ts";
 import type { ActorMeta } from "./broker/types.ts";
 import { UnknownActorError } from "./errors.ts";
@@ -17,6 +17,7 @@ export async function sendTask(
   options: SendOptions & { queue?: string; priority?: number } = {},
 ): Promise<JobHandle> {
   const { queue, priority, ...send } = options;
+  checkSendOptions(send);
   const local = registry.get(name);
   if (local) {
     local.validate(payload);
