@@ -61,19 +61,34 @@ export function baseDecision(outcome: JobOutcome): Decision {
   }
 }
 
-export async function runBeforeProcess(stack: readonly Middleware[], info: ProcessInfo): Promise<Decision | undefined> {
-  for (const m of stack) {
-    const d = await m.beforeProcess?.(info);
+/**
+ * Runs the before-hooks in order; the first decision wins. Only middleware that has the hook is
+ * called, and only a promise is awaited: on the hot path most hooks answer synchronously.
+ */
+export function runBeforeProcess(stack: readonly Middleware[], info: ProcessInfo): Decision | undefined | Promise<Decision | undefined> {
+  for (let i = 0; i < stack.length; i++) {
+    const hook = stack[i]!.beforeProcess;
+    if (!hook) continue;
+    const d = hook.call(stack[i], info);
+    if (isPromise(d)) return d.then((d) => d ?? runBeforeProcess(stack.slice(i + 1), info));
     if (d) return d;
   }
   return undefined;
 }
 
-export async function runAfterProcess(stack: readonly Middleware[], info: ProcessInfo, outcome: JobOutcome): Promise<Decision> {
-  let decision = baseDecision(outcome);
+/** Runs the after-hooks in reverse order, each seeing the decision reached so far. */
+export function runAfterProcess(stack: readonly Middleware[], info: ProcessInfo, outcome: JobOutcome,
+  decision: Decision = baseDecision(outcome)): Decision | Promise<Decision> {
   for (let i = stack.length - 1; i >= 0; i--) {
-    const d = await stack[i]!.afterProcess?.(info, outcome, decision);
+    const hook = stack[i]!.afterProcess;
+    if (!hook) continue;
+    const d = hook.call(stack[i], info, outcome, decision);
+    if (isPromise(d)) return d.then((d) => runAfterProcess(stack.slice(0, i), info, outcome, d ?? decision));
     if (d) decision = d;
   }
   return decision;
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === "function";
 }

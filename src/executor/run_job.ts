@@ -27,6 +27,8 @@ export async function runJob(
   }
   try {
     const payload = a.validate(job.payload);
+    // The child logger is made on first use: most handlers never log, and it costs per job.
+    let logger: JobContext["logger"] | undefined;
     const ctx: JobContext = {
       jobId: job.id,
       attempt: job.attempt,
@@ -34,13 +36,15 @@ export async function runJob(
       actor: job.actor,
       signal,
       meta: job.meta ?? {},
-      logger: tools.logger.child({ jobId: job.id, actor: job.actor }),
+      get logger() {
+        return (logger ??= tools.logger.child({ jobId: job.id, actor: job.actor }));
+      },
       get redis() {
         return tools.redis();
       },
     };
     const value = await a.handler(payload, ctx);
-    if (value !== undefined && JSON.stringify(value) === undefined) {
+    if (typeof value === "function" || typeof value === "symbol") {
       return { status: "ok", value: null, duration: performance.now() - started };
     }
     return { status: "ok", value, duration: performance.now() - started };
