@@ -1,14 +1,16 @@
 /**
  * A thread of the piscina pool (src/executor/threads.ts). Piscina calls the default export once per
- * job, many at a time (`concurrentTasksPerWorker`). Besides results, the thread reports to the pool
- * over `parentPort`: ready (app modules imported), start (a job began: its deadline counts from
- * here) and memory. Stop requests come the other way through shared memory, polled while jobs run,
- * because piscina owns the thread's message port.
+ * batch of jobs, many batches at a time (`concurrentTasksPerWorker`). The thread reports to the pool
+ * over `parentPort`: ready (app modules imported), start (jobs of a batch began: their deadlines
+ * count from here), done (outcomes, batched per event-loop turn) and memory. Stop requests come the
+ * other way through shared memory, polled while jobs run, because piscina owns the thread's port.
  */
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { enableTypeScriptImports, threadMemoryBytes } from "../src/runtime/mod.ts";
 import type { JobOutcome } from "../src/executor/types.ts";
-import { Cell, cellsPerSlot, stopCodes, type ThreadData, type ThreadReport, type ThreadTask } from "../src/executor/thread_protocol.ts";
+import {
+  Cell, cellsPerSlot, stopCodes, type ThreadBatch, type ThreadData, type ThreadReport, type ThreadTask,
+} from "../src/executor/thread_protocol.ts";
 import type { JobHost } from "./host.ts";
 
 const data = workerData as ThreadData;
@@ -36,27 +38,85 @@ if (data.memoryEvery > 0) {
 const slots = new Map<number, number>();
 let watching: ReturnType<typeof setInterval> | undefined;
 
-export default async function runTask(task: ThreadTask): Promise<JobOutcome> {
+export default async function runBatch(batch: ThreadBatch): Promise<void> {
   let h: JobHost;
   try {
     h = await host;
   } catch (error) {
     const message = `this thread could not import the app modules: ${(error as Error).message}`;
-    return { status: "error", error: { name: "WorkerCrashed", message }, final: false, duration: 0 };
+    const outcome: JobOutcome = { status: "error", error: { name: "WorkerCrashed", message }, final: false, duration: 0 };
+    await Promise.all(batch.tasks.map((task) => deliver(task.seq, outcome)));
+    return;
   }
-  report({ kind: "start", seq: task.seq, threadId });
+  const done: Array<Promise<void>> = [];
+  for (let i = 0; i < batch.tasks.length;) {
+    const run = batch.tasks.slice(i, runEnd(batch.tasks, i));
+    i += run.length;
+    // Reported before any of them runs: a job that never yields is then already known to run here,
+    // so the pool can blame it and stop this thread.
+    report({ kind: "start", seqs: run.map((t) => t.seq), threadId });
+    let slow = false;
+    for (const task of run) {
+      const since = performance.now();
+      done.push(runTask(h, task).then((outcome) => deliver(task.seq, outcome)));
+      slow = noteStart(task.job.actor, performance.now() - since) || slow;
+    }
+    // After a long synchronous start, let outcomes and heartbeats out before the next job begins and
+    // is reported, as a message per job used to.
+    if (slow && i < batch.tasks.length) await new Promise<void>((resolve) => nextTurn(resolve));
+  }
+  // Resolving only once the outcomes are posted: piscina then counts this batch's load until the end.
+  await Promise.all(done);
+}
+
+/** Each actor's recent synchronous start, ms (moving average). */
+const startCost = new Map<string, number>();
+/** Jobs in one start report are charged the starts before theirs: at most about this much, ms. */
+const runBudgetMs = 1;
+
+/** Where the run of jobs reported together from `from` ends: only actors known to start quickly share one. */
+function runEnd(tasks: ThreadTask[], from: number): number {
+  let cost = 0;
+  let end = from;
+  do cost += startCost.get(tasks[end++]!.job.actor) ?? Infinity;
+  while (end < tasks.length && cost + (startCost.get(tasks[end]!.job.actor) ?? Infinity) < runBudgetMs);
+  return end;
+}
+
+/** Records a job's synchronous start; true when it was long. */
+function noteStart(actor: string, ms: number): boolean {
+  const avg = startCost.get(actor);
+  startCost.set(actor, avg === undefined ? ms : avg * 0.8 + ms * 0.2);
+  return ms >= runBudgetMs;
+}
+
+function runTask(h: JobHost, task: ThreadTask): Promise<JobOutcome> {
   slots.set(task.seq, task.slot);
   watch(h);
-  try {
-    // Marked while the handler runs up to its first await: if it never gets there (a CPU loop, a
-    // regex, Atomics.wait), the pool knows which job holds this thread.
-    Atomics.store(cells, at(task.slot, Cell.onCpu), task.seq);
-    const outcome = h.run(task.seq, task.job);
-    Atomics.store(cells, at(task.slot, Cell.onCpu), 0);
-    return await outcome;
-  } finally {
-    slots.delete(task.seq);
-  }
+  // Marked while the handler runs up to its first await: if it never gets there (a CPU loop, a
+  // regex, Atomics.wait), the pool knows which job holds this thread.
+  Atomics.store(cells, at(task.slot, Cell.onCpu), task.seq);
+  const outcome = h.run(task.seq, task.job);
+  Atomics.store(cells, at(task.slot, Cell.onCpu), 0);
+  return outcome.finally(() => slots.delete(task.seq));
+}
+
+/** Outcomes finished in this turn of the event loop, posted together at its end. */
+let outbox: Array<[number, JobOutcome]> = [];
+let posted: Promise<void> | undefined;
+const nextTurn: (fn: () => void) => void = typeof setImmediate === "function" ? setImmediate : (fn) => setTimeout(fn, 0);
+
+/** Queues the outcome; resolves once the message carrying it is posted. */
+function deliver(seq: number, outcome: JobOutcome): Promise<void> {
+  outbox.push([seq, outcome]);
+  posted ??= new Promise<void>((resolve) => nextTurn(() => {
+    const results = outbox;
+    outbox = [];
+    posted = undefined;
+    report({ kind: "done", results });
+    resolve();
+  }));
+  return posted;
 }
 
 /**

@@ -9,7 +9,8 @@ import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 /** Worker to child, over IPC. */
 export type ChildCommand =
   | { kind: "init"; modules: string[]; redisUrl: string; prefix: string; memoryEvery: number }
-  | { kind: "run"; seq: number; job: JobRequest }
+  /** Jobs of one flush for this child, run in this order. */
+  | { kind: "run"; jobs: Array<{ seq: number; job: JobRequest }> }
   | { kind: "stop"; seq: number; why: StopReason };
 
 /** Child to worker, over IPC. */
@@ -20,7 +21,8 @@ export type ChildReport =
   | { kind: "yielded"; seq: number }
   /** Every ~20 ms while jobs run: the child is alive. */
   | { kind: "beat" }
-  | { kind: "done"; seq: number; outcome: JobOutcome }
+  /** Outcomes of the jobs that finished in one turn of the child's event loop. */
+  | { kind: "done"; results: Array<[seq: number, outcome: JobOutcome]> }
   | { kind: "memory"; bytes: number }
   /** An error nothing caught; the child exits right after. */
   | { kind: "crashed"; error: SerializedError };
@@ -55,6 +57,7 @@ export class ProcessExecutor implements Executor {
   readonly #children = new Map<number, Child>();
   /** Jobs with a slot but no process with room yet (one is being replaced). */
   #pending: RunningJob[] = [];
+  #flushing = false;
   #startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #closing = false;
   #quickDeaths = 0;
@@ -127,25 +130,42 @@ export class ProcessExecutor implements Executor {
   }
 
   #dispatch(entry: RunningJob): void {
-    if (entry.settled) return;
-    let best: Child | undefined;
-    for (const c of this.#children.values()) {
-      if (c.ready && c.jobs.size < this.#perProcess && (!best || c.jobs.size < best.jobs.size)) best = c;
-    }
-    if (!best) {
-      this.#pending.push(entry);
-      return;
-    }
-    best.jobs.set(entry.seq, false);
-    this.#send(best, { kind: "run", seq: entry.seq, job: entry.job });
-    // The message reaches an idle child at once; a child stuck on a neighbour is stopped with it.
-    this.#book.started(entry.seq, best.pid);
+    // The supervisor runs a whole read batch in one go: one flush a microtask later sends all of it,
+    // a message per child instead of one per job.
+    this.#pending.push(entry);
+    if (this.#flushing) return;
+    this.#flushing = true;
+    queueMicrotask(() => {
+      this.#flushing = false;
+      this.#drainPending();
+    });
   }
 
+  /** Places the pending jobs on the least busy children with room; the rest wait for one. */
   #drainPending(): void {
     const pending = this.#pending;
     this.#pending = [];
-    for (const entry of pending) this.#dispatch(entry);
+    const batches = new Map<Child, Array<{ seq: number; job: JobRequest }>>();
+    for (const entry of pending) {
+      if (entry.settled) continue;
+      let best: Child | undefined;
+      for (const c of this.#children.values()) {
+        if (c.ready && c.jobs.size < this.#perProcess && (!best || c.jobs.size < best.jobs.size)) best = c;
+      }
+      if (!best) {
+        this.#pending.push(entry);
+        continue;
+      }
+      best.jobs.set(entry.seq, false);
+      const batch = batches.get(best) ?? [];
+      batch.push({ seq: entry.seq, job: entry.job });
+      batches.set(best, batch);
+    }
+    for (const [child, jobs] of batches) {
+      this.#send(child, { kind: "run", jobs });
+      // The message reaches an idle child at once; a child stuck on a neighbour is stopped with it.
+      for (const { seq } of jobs) this.#book.started(seq, child.pid);
+    }
   }
 
   #spawn(): void {
@@ -186,8 +206,10 @@ export class ProcessExecutor implements Executor {
         child.lastBeat = performance.now();
         return;
       case "done":
-        child.jobs.delete(r.seq);
-        this.#book.finish(r.seq, r.outcome);
+        for (const [seq, outcome] of r.results) {
+          child.jobs.delete(seq);
+          this.#book.finish(seq, outcome);
+        }
         if (this.#pending.length > 0) this.#drainPending();
         return;
       case "crashed":

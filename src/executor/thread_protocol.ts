@@ -4,7 +4,7 @@
  */
 import type { SerializedError } from "../errors.ts";
 import type { StopReason } from "./deadlines.ts";
-import type { JobRequest } from "./types.ts";
+import type { JobOutcome, JobRequest } from "./types.ts";
 
 /** What every thread gets at start (piscina `workerData`). */
 export interface ThreadData {
@@ -24,11 +24,24 @@ export interface ThreadTask {
   job: JobRequest;
 }
 
-/** What threads post to the pool besides results. */
+/**
+ * One piscina task: the jobs of one flush for one thread. A message per batch instead of per job is
+ * what keeps the pool's cost per job near the inline executor's.
+ */
+export interface ThreadBatch {
+  tasks: ThreadTask[];
+}
+
+/**
+ * What threads post to the pool over `parentPort`. Outcomes travel here, not as piscina results, so
+ * that one "done" message carries every job that finished in one turn of the thread's event loop.
+ */
 export type ThreadReport =
   | { kind: "ready"; threadId: number }
   | { kind: "failed"; threadId: number; error: SerializedError }
-  | { kind: "start"; seq: number; threadId: number }
+  /** These jobs of a batch begin now, in this order: their deadlines count from here. */
+  | { kind: "start"; seqs: number[]; threadId: number }
+  | { kind: "done"; results: Array<[seq: number, outcome: JobOutcome]> }
   | { kind: "memory"; threadId: number; bytes: number };
 
 /**
