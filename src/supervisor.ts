@@ -121,9 +121,10 @@ export class Supervisor {
       }
       if (free < refillBatch(executor.capacity) && this.#running.size > 0 && !lingered) {
         // Jobs finish one at a time: reading as soon as one slot frees costs a round trip per job.
-        // Give the others one timer tick (about 1 ms) to finish so that one read fetches many.
+        // Let one turn of the event loop deliver the outcomes already waiting so that one read
+        // fetches many; a timer (>= 1 ms) would instead leave slots idle while jobs are short.
         lingered = true;
-        await sleep(1);
+        await nextTurn();
         continue;
       }
       lingered = false;
@@ -322,6 +323,10 @@ function ids(d: Delivery): { id: string; actor: string; queue: string } {
 function refillBatch(capacity: number): number {
   return Math.max(1, Math.floor(capacity / 4));
 }
+
+const nextTurn: () => Promise<void> = typeof setImmediate === "function"
+  ? () => new Promise((r) => setImmediate(r))
+  : () => new Promise((r) => setTimeout(r, 0));
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
