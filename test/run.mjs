@@ -50,7 +50,8 @@ function run(cmd, args, env = {}) {
       sink.write(d);
     });
     pass(child.stdout, process.stdout);
-    pass(child.stderr, process.stderr);
+    // Both to stdout: bun reports tests on stderr, and CI logs must show it in order with the rest.
+    pass(child.stderr, process.stdout);
     // "close", not "exit": the pipes may still hold the summary when the process has exited.
     child.on("close", (code) => resolve([code ?? 1, out]));
   });
