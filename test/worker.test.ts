@@ -60,6 +60,11 @@ describe("worker", () => {
     await started(b);
     // then every job completes
     await until(async () => (await redis.scard(`${prefix}:test:done`)) === 120, "all 120 done", 25_000);
+    // and the queue settles: jobs the killed worker finished but never acked run again (at-least-once)
+    await until(async () => {
+      const s = await broker.stats("core");
+      return s.ready === 0 && s.running === 0 && s.delayed === 0;
+    }, "queue settled", 15_000);
     expect((await broker.stats("core"))).toMatchObject({ ready: 0, running: 0, delayed: 0, dead: 0 });
   }, 40_000);
 
