@@ -64,11 +64,6 @@ export class MaxAgeExceeded extends DrayError {
   override name = "MaxAgeExceeded";
 }
 
-/** The job used up `maxRetries`; the last error is its `cause`. */
-export class RetriesExhausted extends DrayError {
-  override name = "RetriesExhausted";
-}
-
 /** The thread or process running the job died under it (crash, out of memory, `process.exit`). */
 export class WorkerCrashed extends DrayError {
   override name = "WorkerCrashed";

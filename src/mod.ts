@@ -30,7 +30,6 @@ export {
   RemoteError,
   ResultTooLarge,
   Retry,
-  RetriesExhausted,
   TimeLimitExceeded,
   TimeoutError,
   UnknownActorError,

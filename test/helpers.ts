@@ -2,6 +2,7 @@
  * Shared test plumbing: a random key prefix per test, Redis availability (skip locally, fail in CI),
  * cleanup of a prefix's keys, and worker processes started the way users start them.
  */
+import { denoPermissions } from "../src/runtime/mod.ts";
 import { Redis } from "ioredis";
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -86,7 +87,7 @@ export interface WorkerProcess {
 /** The runtime binary the tests spawn workers with: DRAY_TEST_RUNTIME=bun|deno|node, default bun. */
 export function runtimeCommand(runtime = process.env.DRAY_TEST_RUNTIME ?? "bun"): string[] {
   if (runtime === "node") return [process.env.NODE_BIN ?? "node", "--import", "tsx"];
-  if (runtime === "deno") return [process.env.DENO_BIN ?? "deno", "run", "--allow-env", "--allow-net", "--allow-read", "--allow-sys=hostname,osRelease,cpus", "--allow-run"];
+  if (runtime === "deno") return [process.env.DENO_BIN ?? "deno", "run", ...denoPermissions()];
   return [process.env.BUN_BIN ?? (typeof Bun !== "undefined" ? process.execPath : "bun")];
 }
 

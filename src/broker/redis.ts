@@ -40,6 +40,7 @@ export class RedisBroker implements Broker {
   readonly #knownPriorities = new Set<string>();
   readonly #knownQueues = new Set<string>();
   readonly #streamsByQueue = new Map<string, string[]>();
+  readonly #keys = new Map<string, QueueKeys>();
   #lastReclaim = 0;
   /** When the blocking read in progress gives up (0 when none): a retry due sooner interrupts it. */
   #blockUntil = 0;
@@ -72,8 +73,11 @@ export class RedisBroker implements Broker {
     return this.#redis;
   }
 
+  /** A queue's keys, built once per queue: the hot path asks for them for every job. */
   keys(queue: string): QueueKeys {
-    return queueKeys(this.prefix, queue);
+    let k = this.#keys.get(queue);
+    if (!k) this.#keys.set(queue, (k = queueKeys(this.prefix, queue)));
+    return k;
   }
 
   async enqueue(requests: SendRequest[]): Promise<boolean[]> {
@@ -233,7 +237,9 @@ export class RedisBroker implements Broker {
       if (record && keepMs > 0) multi.set(k.job(message.id), encodeRecord(record), "PX", keepMs);
       else multi.del(k.job(message.id));
       recorded ??= new Map();
-      recorded.set(message.queue, [...(recorded.get(message.queue) ?? []), message.id]);
+      const waited = recorded.get(message.queue);
+      if (waited) waited.push(message.id);
+      else recorded.set(message.queue, [message.id]);
     }
     for (const [stream, ids] of byStream) {
       multi.xack(stream, GROUP, ...ids);
@@ -296,7 +302,11 @@ export class RedisBroker implements Broker {
   async extend(refs: DeliveryRef[]): Promise<void> {
     if (refs.length === 0) return;
     const byStream = new Map<string, string[]>();
-    for (const r of refs) byStream.set(r.stream, [...(byStream.get(r.stream) ?? []), r.entryId]);
+    for (const r of refs) {
+      const ids = byStream.get(r.stream);
+      if (ids) ids.push(r.entryId);
+      else byStream.set(r.stream, [r.entryId]);
+    }
     const pipe = this.#redis.pipeline();
     for (const [stream, ids] of byStream) pipe.xclaim(stream, GROUP, this.consumer, 0, ...ids, "JUSTID");
     await execPipeline(pipe);
