@@ -9,7 +9,8 @@ import { parentPort, threadId, workerData } from "node:worker_threads";
 import { enableTypeScriptImports, threadMemoryBytes } from "../src/runtime/mod.ts";
 import type { JobOutcome } from "../src/executor/types.ts";
 import {
-  Cell, cellsPerSlot, stopCodes, type ThreadBatch, type ThreadData, type ThreadReport, type ThreadTask,
+  Cell, cellsPerSlot, decodeBatch, encodeResults, stopCodes, type ThreadData, type ThreadReport, type ThreadResults,
+  type ThreadTask,
 } from "../src/executor/thread_protocol.ts";
 import type { JobHost } from "./host.ts";
 
@@ -38,7 +39,9 @@ if (data.memoryEvery > 0) {
 const slots = new Map<number, number>();
 let watching: ReturnType<typeof setInterval> | undefined;
 
-export default async function runBatch(batch: ThreadBatch): Promise<void> {
+/** Piscina's task: one batch of jobs, as {@link encodeBatch} text. */
+export default async function runBatch(text: string): Promise<void> {
+  const batch = decodeBatch(text);
   let h: JobHost;
   try {
     h = await host;
@@ -102,7 +105,7 @@ function runTask(h: JobHost, task: ThreadTask): Promise<JobOutcome> {
 }
 
 /** Outcomes finished in this turn of the event loop, posted together at its end. */
-let outbox: Array<[number, JobOutcome]> = [];
+let outbox: ThreadResults = [];
 let posted: Promise<void> | undefined;
 const nextTurn: (fn: () => void) => void = typeof setImmediate === "function" ? setImmediate : (fn) => setTimeout(fn, 0);
 
@@ -113,7 +116,7 @@ function deliver(seq: number, outcome: JobOutcome): Promise<void> {
     const results = outbox;
     outbox = [];
     posted = undefined;
-    report({ kind: "done", results });
+    report({ kind: "done", results: encodeResults(results) });
     resolve();
   }));
   return posted;

@@ -1,12 +1,13 @@
 import type { Logger } from "pino";
 import { JobAborted, serializeError, TimeLimitExceeded, WorkerCrashed, type SerializedError } from "../errors.ts";
+import { DeadlineList, type Timed } from "./deadline_list.ts";
 import type { JobOutcome, JobRequest } from "./types.ts";
 
 /** Why a job's signal is aborted. */
 export type StopReason = "timeLimit" | "abort";
 
 /** One job between `run()` and its outcome, as the supervisor side sees it. */
-export interface RunningJob {
+export interface RunningJob extends Timed {
   /** Unique positive int32, so it fits shared memory; a reused slot never matches an old job. */
   readonly seq: number;
   /** Index into per-slot shared state; at most `capacity` jobs hold one. */
@@ -17,6 +18,7 @@ export interface RunningJob {
   startedAt: number;
   stop: StopReason | undefined;
   stopDetail: string;
+  /** The grace timer once its signal fired (its time limit is kept by the book's DeadlineList). */
   timer: ReturnType<typeof setTimeout> | undefined;
   /** The host's last sign of life the control saw for this job (its own use). */
   beat: number;
@@ -66,6 +68,7 @@ export class JobBook {
   /** Hosts this book stopped: their last reports and task failures are not crashes. */
   readonly #stopped = new Set<number>();
   readonly #o: Required<JobBookOptions>;
+  readonly #deadlines = new DeadlineList<RunningJob>((entry) => this.#stop(entry, "timeLimit"));
   #seq = 0;
   #closed = false;
 
@@ -87,6 +90,7 @@ export class JobBook {
         const entry: RunningJob = {
           seq: this.#seq, slot, job, host: undefined, startedAt: performance.now(), stop: undefined,
           stopDetail: "", timer: undefined, beat: 0, settled: false, resolve,
+          deadline: 0, limit: 0, prev: undefined, next: undefined, listed: false,
         };
         this.#jobs.set(entry.seq, entry);
         try {
@@ -117,7 +121,7 @@ export class JobBook {
       this.#stop(entry, "abort", entry.stopDetail);
       return;
     }
-    entry.timer = setTimeout(() => this.#stop(entry, "timeLimit"), entry.job.timeLimit);
+    this.#deadlines.add(entry, entry.job.timeLimit);
   }
 
   /** The host returned the job's outcome. */
@@ -214,7 +218,7 @@ export class JobBook {
 
   #stop(entry: RunningJob, why: StopReason, detail = ""): void {
     if (entry.settled || entry.stop) return;
-    clearTimeout(entry.timer);
+    this.#deadlines.remove(entry);
     entry.stop = why;
     entry.stopDetail = detail;
     this.#o.control.signal(entry, why);
@@ -241,6 +245,7 @@ export class JobBook {
     if (entry.settled) return;
     entry.settled = true;
     clearTimeout(entry.timer);
+    this.#deadlines.remove(entry);
     this.#jobs.delete(entry.seq);
     this.#o.control.release?.(entry.slot);
     const next = this.#waiting.shift();

@@ -3,7 +3,9 @@ import { Piscina } from "piscina";
 import type { Logger } from "pino";
 import { ConfigError, reviveError } from "../errors.ts";
 import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
-import { Cell, cellsPerSlot, stopCodes, type ThreadBatch, type ThreadData, type ThreadReport } from "./thread_protocol.ts";
+import {
+  Cell, cellsPerSlot, stopCodes, decodeResults, encodeBatch, type ThreadBatch, type ThreadData, type ThreadReport,
+} from "./thread_protocol.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 
 export interface PoolOptions {
@@ -157,7 +159,7 @@ export class ThreadExecutor implements Executor {
     for (const chunk of split(pending, this.#threads)) {
       const batch: ThreadBatch = { tasks: chunk.map(({ entry: e }) => ({ seq: e.seq, slot: e.slot, job: e.job })) };
       // Outcomes arrive as "done" reports; the batch's own result carries none.
-      pool.run(batch).catch((error: unknown) => {
+      pool.run(encodeBatch(batch)).catch((error: unknown) => {
         for (const p of chunk) this.#lost(p.entry, error, p.tries);
       });
     }
@@ -186,7 +188,7 @@ export class ThreadExecutor implements Executor {
         return;
       case "done":
         // Piscina may settle the batch before or after this report: finish() ignores settled jobs.
-        for (const [seq, outcome] of r.results) this.#book.finish(seq, outcome);
+        for (const [seq, outcome] of decodeResults(r.results)) this.#book.finish(seq, outcome);
         return;
       case "ready":
         this.#ready.add(r.threadId);
