@@ -89,6 +89,6 @@ export function runAfterProcess(stack: readonly Middleware[], info: ProcessInfo,
   return decision;
 }
 
-function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+export function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | undefined)?.then === "function";
 }

@@ -5,7 +5,7 @@ import { JobAborted, serializeError, UnknownActorError, type SerializedError } f
 import { Events, type WorkerEventMap } from "./events.ts";
 import type { Executor, JobOutcome } from "./executor/types.ts";
 import type { Delivery, MalformedDelivery } from "./message.ts";
-import { runAfterProcess, runBeforeProcess, type Decision, type Middleware, type ProcessInfo } from "./middleware.ts";
+import { isPromise, runAfterProcess, runBeforeProcess, type Decision, type Middleware, type ProcessInfo } from "./middleware.ts";
 import { ageLimit } from "./middleware/age_limit.ts";
 import { pipelines } from "./middleware/pipelines.ts";
 import { rateLimits } from "./middleware/rate_limit.ts";
@@ -130,7 +130,7 @@ export class Supervisor {
       lingered = false;
       let batch: Array<Delivery | MalformedDelivery>;
       try {
-        batch = await broker.read(this.queues, free, blockMs);
+        batch = await broker.read(this.queues, Math.min(free, maxRead(executor.capacity)), blockMs);
         if (failures > 0) logger.info({ failures }, "redis is back; reading again");
         failures = 0;
       } catch (error) {
@@ -154,7 +154,10 @@ export class Supervisor {
     const { message } = delivery;
     const actor = this.#o.registry.get(message.actor);
     let startedAt: number | undefined;
+    let settled = false;
     const done = (decision: Decision, outcome?: JobOutcome) => {
+      if (settled) return;
+      settled = true;
       this.#running.delete(key);
       this.#slotFree?.();
       this.#slotFree = undefined;
@@ -170,28 +173,39 @@ export class Supervisor {
       return;
     }
     const info: ProcessInfo = { delivery, actor, broker: this.#o.broker, meta: { ...message.meta } };
-    const attempt = delivery.retries + 1;
-    void (async () => {
-      const skip = await runBeforeProcess(this.#o.middleware, info);
-      if (skip) return done(skip);
-      if (this.events.has("job:start")) this.events.emit("job:start", { ...ids(delivery), attempt });
-      if (this.#o.logger.isLevelEnabled("debug")) this.#o.logger.debug({ ...ids(delivery), attempt }, "job started");
-      startedAt = Date.now();
-      let outcome = await this.#o.executor.run({
-        id: message.id, actor: message.actor, queue: message.queue, payload: message.payload,
-        attempt, timeLimit: actor.options.timeLimit, meta: info.meta,
-      });
-      if (this.#aborted.has(message.id)) {
-        // However the handler ended once told to stop, the job is over: not retried, not dead.
-        const error = serializeError(new JobAborted("aborted while running"));
-        outcome = { status: "error", error, final: true, duration: "duration" in outcome ? outcome.duration : 0 };
-      }
-      done(await runAfterProcess(this.#o.middleware, info, outcome), outcome);
-    })().catch((error) => {
+    const fail = (error: unknown) => {
       // A middleware threw: the job's fate is unknown, so it goes back rather than being lost.
       this.#o.logger.error({ err: error, ...ids(delivery) }, "middleware failed; returning the job to its queue");
       done({ kind: "giveBack" });
-    });
+    };
+    const begin = (skip: Decision | undefined) => {
+      if (skip) return done(skip);
+      const attempt = delivery.retries + 1;
+      if (this.events.has("job:start")) this.events.emit("job:start", { ...ids(delivery), attempt });
+      if (this.#o.logger.isLevelEnabled("debug")) this.#o.logger.debug({ ...ids(delivery), attempt }, "job started");
+      startedAt = Date.now();
+      this.#o.executor.run({
+        id: message.id, actor: message.actor, queue: message.queue, payload: message.payload,
+        attempt, timeLimit: actor.options.timeLimit, meta: info.meta,
+      }).then((outcome) => {
+        if (this.#aborted.has(message.id)) {
+          // However the handler ended once told to stop, the job is over: not retried, not dead.
+          const error = serializeError(new JobAborted("aborted while running"));
+          outcome = { status: "error", error, final: true, duration: "duration" in outcome ? outcome.duration : 0 };
+        }
+        const decision = runAfterProcess(this.#o.middleware, info, outcome);
+        if (isPromise(decision)) decision.then((d) => done(d, outcome)).catch(fail);
+        else done(decision, outcome);
+      }).catch(fail);
+    };
+    // Hooks answer synchronously on the hot path; only a promise is awaited.
+    try {
+      const skip = runBeforeProcess(this.#o.middleware, info);
+      if (isPromise(skip)) skip.then(begin).catch(fail);
+      else begin(skip);
+    } catch (error) {
+      fail(error);
+    }
   }
 
   #settle(delivery: Delivery, actor: Actor | undefined, decision: Decision, outcome?: JobOutcome, startedAt?: number): void {
@@ -317,6 +331,14 @@ export class Supervisor {
 
 function ids(d: Delivery): { id: string; actor: string; queue: string } {
   return { id: d.message.id, actor: d.message.actor, queue: d.message.queue };
+}
+
+/**
+ * At most half the capacity per read: two half batches alternate, one running in the pool while the
+ * other is read, acked and decoded here, where one full batch would leave each side idle in turn.
+ */
+function maxRead(capacity: number): number {
+  return Math.max(1, Math.ceil(capacity / 2));
 }
 
 /** Free slots worth a read while jobs are still running: a quarter of the capacity. */

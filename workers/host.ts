@@ -18,8 +18,16 @@ export interface HostConfig {
   prefix: string;
 }
 
+/** A running job's signal, made only if its handler asks for it (see runJob). */
+interface Running {
+  job: JobRequest;
+  controller: AbortController | undefined;
+  /** Why it was stopped before its handler looked at the signal. */
+  stopped: Error | undefined;
+}
+
 export class JobHost {
-  readonly #running = new Map<number, { controller: AbortController; job: JobRequest }>();
+  readonly #running = new Map<number, Running>();
   readonly #tools: RunTools;
 
   private constructor(tools: RunTools) {
@@ -40,10 +48,17 @@ export class JobHost {
 
   /** Runs one job to its outcome, which is plain data that survives a thread or process boundary. */
   async run(seq: number, job: JobRequest): Promise<JobOutcome> {
-    const controller = new AbortController();
-    this.#running.set(seq, { controller, job });
+    const r: Running = { job, controller: undefined, stopped: undefined };
+    this.#running.set(seq, r);
+    const signal = () => {
+      if (!r.controller) {
+        r.controller = new AbortController();
+        if (r.stopped) r.controller.abort(r.stopped);
+      }
+      return r.controller.signal;
+    };
     try {
-      const outcome = await runJob(registry, job, controller.signal, this.#tools);
+      const outcome = await runJob(registry, job, signal, this.#tools);
       if (outcome.status !== "ok" || outcome.value === undefined) return outcome;
       try {
         return { ...outcome, value: JSON.parse(JSON.stringify(outcome.value)) };
@@ -62,8 +77,9 @@ export class JobHost {
   /** Aborts the job's signal (the supervisor decided: time limit or abort). */
   stop(seq: number, why: StopReason): void {
     const r = this.#running.get(seq);
-    if (!r || r.controller.signal.aborted) return;
-    r.controller.abort(why === "timeLimit" ? new TimeLimitExceeded(r.job.timeLimit) : new JobAborted("job aborted"));
+    if (!r || r.stopped) return;
+    r.stopped = why === "timeLimit" ? new TimeLimitExceeded(r.job.timeLimit) : new JobAborted("job aborted");
+    r.controller?.abort(r.stopped);
   }
 
   /** Sequence numbers of the jobs running here. */

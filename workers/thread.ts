@@ -61,7 +61,7 @@ export default async function runBatch(text: string): Promise<void> {
     let slow = false;
     for (const task of run) {
       const since = performance.now();
-      done.push(runTask(h, task).then((outcome) => deliver(task.seq, outcome)));
+      done.push(runTask(h, task));
       slow = noteStart(task.job.actor, performance.now() - since) || slow;
     }
     // After a long synchronous start, let outcomes and heartbeats out before the next job begins and
@@ -93,7 +93,8 @@ function noteStart(actor: string, ms: number): boolean {
   return ms >= runBudgetMs;
 }
 
-function runTask(h: JobHost, task: ThreadTask): Promise<JobOutcome> {
+/** Runs the job; resolves once its outcome is posted. */
+function runTask(h: JobHost, task: ThreadTask): Promise<void> {
   slots.set(task.seq, task.slot);
   watch(h);
   // Marked while the handler runs up to its first await: if it never gets there (a CPU loop, a
@@ -101,7 +102,10 @@ function runTask(h: JobHost, task: ThreadTask): Promise<JobOutcome> {
   Atomics.store(cells, at(task.slot, Cell.onCpu), task.seq);
   const outcome = h.run(task.seq, task.job);
   Atomics.store(cells, at(task.slot, Cell.onCpu), 0);
-  return outcome.finally(() => slots.delete(task.seq));
+  return outcome.then((o) => {
+    slots.delete(task.seq);
+    return deliver(task.seq, o);
+  });
 }
 
 /** Outcomes finished in this turn of the event loop, posted together at its end. */

@@ -11,12 +11,14 @@ export interface RunTools {
 
 /**
  * Runs one job's handler where it stands (thread, child process or the supervisor itself) and
- * turns whatever happens into an outcome. The caller keeps the time limit.
+ * turns whatever happens into an outcome. The caller keeps the time limit. `signal` may be a
+ * function that makes it on first use: most handlers never look, and an AbortController per job
+ * costs a thread more than a no-op job.
  */
 export async function runJob(
   registry: ReadonlyMap<string, Actor>,
   job: JobRequest,
-  signal: AbortSignal,
+  signal: AbortSignal | (() => AbortSignal),
   tools: RunTools,
 ): Promise<JobOutcome> {
   const started = performance.now();
@@ -34,7 +36,9 @@ export async function runJob(
       attempt: job.attempt,
       queue: job.queue,
       actor: job.actor,
-      signal,
+      get signal() {
+        return typeof signal === "function" ? signal() : signal;
+      },
       meta: job.meta ?? {},
       get logger() {
         return (logger ??= tools.logger.child({ jobId: job.id, actor: job.actor }));
