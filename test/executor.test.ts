@@ -121,6 +121,21 @@ for (const isolation of modes) {
       expect(lines.slice(before).some((l) => String(l.msg).startsWith("stopping"))).toBe(false);
     }, 20_000);
 
+    test("a handler that first looks at its signal after its limit finds it aborted", async () => {
+      // given a handler that does not touch ctx.signal (made on first use) until well after its limit
+      const { logger: quiet } = memoryLogger();
+      const pool = executor(isolation, quiet, { concurrency: 1, threads: 1, graceMs: 2_000 });
+      await pool.start();
+      try {
+        const outcome = await pool.run(job("iso_late_look", 100, { ms: 400 }));
+        // then, looking within the grace, it finds the signal aborted: stopped by itself, not killed
+        expect(outcome).toMatchObject({ status: "error", error: { name: "TimeLimitExceeded" } });
+        expect(outcome.status === "error" && outcome.error.message).toContain("stopped cooperatively");
+      } finally {
+        await pool.close(0);
+      }
+    }, 20_000);
+
     for (const [actor, how] of [["iso_exit", "calls process.exit"], ["iso_uncaught", "throws an uncaught error"]] as const) {
       test(`a host whose handler ${how} is replaced, and its job is retried as WorkerCrashed`, async () => {
         // when a handler kills its host
