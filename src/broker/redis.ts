@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { BrokerError, type SerializedError } from "../errors.ts";
+import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
@@ -8,6 +8,7 @@ import type { JobRecord } from "../results/types.ts";
 import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, type QueueKeys } from "./keys.ts";
 import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
 import { connect, decodeEntries, execPipeline, type Entry, type Scripted } from "./connection.ts";
+import { readByScript, readPlain } from "./read.ts";
 import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
@@ -40,7 +41,7 @@ export class RedisBroker implements Broker {
   readonly #knownPriorities = new Set<string>();
   readonly #knownQueues = new Set<string>();
   readonly #streamsByQueue = new Map<string, string[]>();
-  /** Queues whose last read found a single priority level (0): read without Lua, see #readOneLevel. */
+  /** Queues whose last read found a single priority level (0): read without Lua, see read.ts. */
   readonly #oneLevel = new Set<string>();
   readonly #keys = new Map<string, QueueKeys>();
   #lastReclaim = 0;
@@ -135,14 +136,17 @@ export class RedisBroker implements Broker {
     const start = this.#turn++ % Math.max(1, queues.length);
     for (let n = 0; n < queues.length && out.length < count; n++) {
       const queue = queues[(start + n) % queues.length]!;
-      let due = -1;
+      const k = this.keys(queue);
       const fast = !reclaim && this.#oneLevel.has(queue);
-      if (fast) due = await this.#readOneLevel(queue, count - out.length, out);
+      let got = fast ? await readPlain(this.#redis, k, queue, this.consumer, count - out.length, out) : undefined;
       // Reclaiming, first sight of the queue, a level that just appeared, no group yet: the script reads.
-      if ((!fast || !this.#oneLevel.has(queue)) && out.length < count) {
-        due = await this.#readLevels(queue, count - out.length, reclaim, out);
+      if (!got || (got.levels !== 1 && out.length < count)) {
+        got = await readByScript(this.#redis, k, queue, this.consumer, count - out.length,
+          reclaim ? this.visibilityTimeout : 0, out);
       }
-      if (due >= 0) nextDue = Math.min(nextDue, due);
+      if (got.levels === 1) this.#oneLevel.add(queue);
+      else this.#oneLevel.delete(queue);
+      if (got.due >= 0) nextDue = Math.min(nextDue, got.due);
     }
     if (out.length > 0 || blockMs <= 0) return this.#markRunning(out);
     // Nothing ready: block on the streams until something arrives or the next delayed job is due
@@ -150,47 +154,6 @@ export class RedisBroker implements Broker {
     const wait = Math.max(1, Math.min(blockMs, nextDue === Infinity ? blockMs : nextDue - Date.now()));
     await this.#block(queues, count, wait, out);
     return this.#markRunning(out);
-  }
-
-  /** The READ script does everything: move due messages, reclaim, read level by level. Returns next due ms or -1. */
-  async #readLevels(queue: string, count: number, reclaim: boolean, out: Array<Delivery | MalformedDelivery>): Promise<number> {
-    const k = this.keys(queue);
-    const res = await this.#redis.drayRead(k.priorities, k.delayed, k.streamPrefix, GROUP, this.consumer,
-      count, reclaim ? this.visibilityTimeout : 0, 1000);
-    this.#noteLevels(queue, Number(res[1]));
-    for (let j = 2; j < res.length; j += 2) decodeEntries(out, queue, res[j] as string, res[j + 1] as Entry[]);
-    return Number(res[0]);
-  }
-
-  /**
-   * A queue with one priority level (most of them): the script only moves due messages, and a plain
-   * XREADGROUP in the same round trip reads, so entries never pass through Lua. A level that appears
-   * meanwhile shows in the script's count: the caller then reads again with the script, so a higher
-   * level waits behind at most this one batch. Returns the next due ms or -1.
-   */
-  async #readOneLevel(queue: string, count: number, out: Array<Delivery | MalformedDelivery>): Promise<number> {
-    const k = this.keys(queue);
-    const stream = k.stream(0);
-    const pipe = this.#redis.pipeline();
-    (pipe as unknown as Scripted).drayRead(k.priorities, k.delayed, k.streamPrefix, GROUP, this.consumer, 0, 0, 1000);
-    pipe.xreadgroup("GROUP", GROUP, this.consumer, "COUNT", count, "STREAMS", stream, ">");
-    const results = (await pipe.exec()) ?? [];
-    const [prepError, prep] = results[0] as [Error | null, unknown[]];
-    const [readError, read] = results[1] as [Error | null, [string, Entry[]][] | null];
-    if (prepError) throw new BrokerError(`redis: ${prepError.message}`, { cause: prepError });
-    this.#noteLevels(queue, Number(prep[1]));
-    if (readError) {
-      if (!readError.message.includes("NOGROUP")) throw new BrokerError(`redis: ${readError.message}`, { cause: readError });
-      this.#oneLevel.delete(queue); // the script creates the group
-      return -1;
-    }
-    if (read?.[0]) decodeEntries(out, queue, stream, read[0][1]);
-    return Number(prep[0]);
-  }
-
-  #noteLevels(queue: string, levels: number): void {
-    if (levels === 1) this.#oneLevel.add(queue);
-    else this.#oneLevel.delete(queue);
   }
 
   /**

@@ -1,0 +1,47 @@
+/**
+ * The two ways RedisBroker reads a queue. Both run the READ script (scripts.ts) for the moves that
+ * must be atomic; they differ in whether the entries themselves come through Lua.
+ */
+import { BrokerError } from "../errors.ts";
+import type { Delivery, MalformedDelivery } from "../message.ts";
+import { decodeEntries, type Entry, type Scripted } from "./connection.ts";
+import { GROUP, type QueueKeys } from "./keys.ts";
+
+export interface QueueRead {
+  /** When the next delayed message is due (Redis clock, ms), or -1. */
+  due: number;
+  /** How many priority levels the queue has: 1 lets the next read take the plain path. */
+  levels: number;
+}
+
+/** Everything in the script: move due messages, reclaim (`reclaimMs` > 0), read level by level. */
+export async function readByScript(redis: Scripted, k: QueueKeys, queue: string, consumer: string, count: number,
+  reclaimMs: number, out: Array<Delivery | MalformedDelivery>): Promise<QueueRead> {
+  const res = await redis.drayRead(k.priorities, k.delayed, k.streamPrefix, GROUP, consumer, count, reclaimMs, 1000);
+  for (let j = 2; j < res.length; j += 2) decodeEntries(out, queue, res[j] as string, res[j + 1] as Entry[]);
+  return { due: Number(res[0]), levels: Number(res[1]) };
+}
+
+/**
+ * A queue with one priority level (most of them): the script only moves due messages, and a plain
+ * XREADGROUP in the same round trip reads, so entries never pass through Lua. A level that appears
+ * meanwhile shows in `levels`: the caller then reads with the script, so a higher level waits behind
+ * at most this one batch. Undefined when the consumer group does not exist yet (the script makes it).
+ */
+export async function readPlain(redis: Scripted, k: QueueKeys, queue: string, consumer: string, count: number,
+  out: Array<Delivery | MalformedDelivery>): Promise<QueueRead | undefined> {
+  const stream = k.stream(0);
+  const pipe = redis.pipeline();
+  (pipe as unknown as Scripted).drayRead(k.priorities, k.delayed, k.streamPrefix, GROUP, consumer, 0, 0, 1000);
+  pipe.xreadgroup("GROUP", GROUP, consumer, "COUNT", count, "STREAMS", stream, ">");
+  const results = (await pipe.exec()) ?? [];
+  const [prepError, prep] = results[0] as [Error | null, unknown[]];
+  const [readError, read] = results[1] as [Error | null, [string, Entry[]][] | null];
+  if (prepError) throw new BrokerError(`redis: ${prepError.message}`, { cause: prepError });
+  if (readError) {
+    if (readError.message.includes("NOGROUP")) return undefined;
+    throw new BrokerError(`redis: ${readError.message}`, { cause: readError });
+  }
+  if (read?.[0]) decodeEntries(out, queue, stream, read[0][1]);
+  return { due: Number(prep[0]), levels: Number(prep[1]) };
+}
