@@ -121,6 +121,18 @@ for (const isolation of modes) {
       expect(lines.slice(before).some((l) => String(l.msg).startsWith("stopping"))).toBe(false);
     }, 20_000);
 
+    test("a result JSON cannot hold fails its own job, not the batch it came back with", async () => {
+      // given a job returning a BigInt beside ordinary ones, in one batch
+      const [bad, ...good] = await Promise.all([
+        ex.run(job("iso_bigint_result", 5_000)),
+        ...[1, 2, 3].map((v) => ex.run(job("iso_sleep", 5_000, { ms: 1, value: v }))),
+      ]);
+      // then that job fails for good, naming its actor, and the others complete
+      expect(bad).toMatchObject({ status: "error", final: true });
+      expect(bad!.status === "error" && bad!.error.message).toContain('actor "iso_bigint_result" is not JSON-serializable');
+      expect(good.map((o) => (o.status === "ok" ? o.value : o.status))).toEqual([1, 2, 3]);
+    }, 20_000);
+
     test("a handler that first looks at its signal after its limit finds it aborted", async () => {
       // given a handler that does not touch ctx.signal (made on first use) until well after its limit
       const { logger: quiet } = memoryLogger();

@@ -61,7 +61,9 @@ export class JobHost {
       const outcome = await runJob(registry, job, signal, this.#tools);
       if (outcome.status !== "ok" || outcome.value === undefined) return outcome;
       try {
-        return { ...outcome, value: JSON.parse(JSON.stringify(outcome.value)) };
+        // Only the check: both ways out (JSON text to the pool, JSON IPC to the parent) serialize it.
+        JSON.stringify(outcome.value);
+        return outcome;
       } catch (error) {
         const e = new DrayError(`the result of actor "${job.actor}" is not JSON-serializable`, { cause: error });
         return { status: "error", error: serializeError(e), final: true, duration: outcome.duration };

@@ -45,26 +45,10 @@ export const decodeBatch = (text: string): ThreadBatch => JSON.parse(text) as Th
 export const decodeResults = (text: string): ThreadResults => JSON.parse(text) as ThreadResults;
 
 /**
- * The host already refused results that are not JSON; should anything else in an outcome not be
- * (an error's own field), that one job fails instead of the whole message.
+ * Cannot throw: the host refuses a result that is not JSON (workers/host.ts) and serializeError keeps
+ * only JSON in an error.
  */
-export function encodeResults(results: ThreadResults): string {
-  try {
-    return JSON.stringify(results);
-  } catch {
-    return `[${results.map(([seq, outcome]) => {
-      try {
-        return JSON.stringify([seq, outcome]);
-      } catch (error) {
-        const failed: JobOutcome = {
-          status: "error", final: false, duration: "duration" in outcome ? outcome.duration : 0,
-          error: { name: "DrayError", message: `the outcome of this job is not JSON-serializable: ${(error as Error).message}` },
-        };
-        return JSON.stringify([seq, failed]);
-      }
-    }).join(",")}]`;
-  }
-}
+export const encodeResults = (results: ThreadResults): string => JSON.stringify(results);
 
 /**
  * What threads post to the pool over `parentPort`. Outcomes travel here, not as piscina results, so

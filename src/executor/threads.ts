@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { ConfigError, reviveError } from "../errors.ts";
 import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
 import {
-  Cell, cellsPerSlot, stopCodes, decodeResults, encodeBatch, type ThreadBatch, type ThreadData, type ThreadReport,
+  Cell, cellsPerSlot, decodeResults, encodeBatch, stopCodes, type ThreadBatch, type ThreadData, type ThreadReport,
 } from "./thread_protocol.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 
