@@ -4,6 +4,7 @@
  * names code or a module, so a message can only ask for actors the app defined.
  */
 import { Redis } from "ioredis";
+import "../src/runtime/tracing.ts";
 import { registry } from "../src/actor.ts";
 import { configure, settings } from "../src/config.ts";
 import { DrayError, JobAborted, serializeError, TimeLimitExceeded } from "../src/errors.ts";

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from "ioredis";
+import "../runtime/tracing.ts";
 import type { Logger } from "pino";
 import { BrokerError, MalformedMessageError } from "../errors.ts";
 import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";

@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import "../runtime/tracing.ts";
 import type { Logger } from "pino";
 import type { Actor } from "../actor.ts";
 import { JobAborted, serializeError, TimeLimitExceeded } from "../errors.ts";

@@ -9,6 +9,7 @@
  * `--full` also runs the process executor where threads are the default, and adds the slow
  * measurements: RSS over 50 kill cycles, 200 jobs of 50 ms.
  */
+import dc from "node:diagnostics_channel";
 import process from "node:process";
 import { pathToFileURL } from "node:url";
 import { pino } from "pino";
@@ -211,8 +212,28 @@ async function measure(isolation: Isolation): Promise<void> {
   }, 120_000);
 }
 
+/**
+ * ioredis skips its per-command tracing only when `hasSubscribers` is exactly false; Bun lacks the
+ * getter, which src/runtime/tracing.ts (loaded with any Redis client) supplies.
+ */
+async function tracing(): Promise<void> {
+  await check("ioredis sees no tracing subscriber until one subscribes", async () => {
+    const channel = dc.tracingChannel("ioredis:command");
+    assert(channel.hasSubscribers === false, `hasSubscribers is ${String(channel.hasSubscribers)} with nobody listening`);
+    const probe = dc.tracingChannel("dray:smoke");
+    // Node's typings want all five handlers; one is what an APM might subscribe.
+    const handlers = { asyncEnd: () => undefined } as unknown as Parameters<typeof probe.subscribe>[0];
+    probe.subscribe(handlers);
+    const seen: boolean = probe.hasSubscribers;
+    probe.unsubscribe(handlers);
+    const after: boolean = probe.hasSubscribers;
+    assert(seen && !after, `with a subscriber: ${String(seen)}; after: ${String(after)}`);
+  });
+}
+
 const started_ = performance.now();
 try {
+  await tracing();
   await endToEnd();
   // Deno cannot stop a thread stuck on the CPU: its only isolated executor is the process one.
   const modes: Isolation[] = !full ? [defaultIsolation()] : rt === "deno" ? ["process"] : ["thread", "process"];
