@@ -8,6 +8,7 @@
  * REDIS_URL set; prints `{"ready": <epoch ms>}` when it starts reading; stops on SIGTERM.
  */
 import { Redis } from "ioredis";
+import "../src/runtime/tracing.ts";
 import { env, onShutdownSignal } from "../src/runtime/mod.ts";
 import { handle, type BenchPayload, type Scenario } from "./scenarios.ts";
 

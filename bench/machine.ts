@@ -1,10 +1,11 @@
 /** What a result was measured on: machine, versions, command (for the README's results table). */
 import { readFileSync } from "node:fs";
+import process from "node:process";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { cpuCount } from "../src/runtime/mod.ts";
-import { root, runtimeCommand } from "./spawn.ts";
+import { launchEnv, root, runtimeCommand } from "./spawn.ts";
 
 export interface MachineInfo {
   nproc: number;
@@ -12,6 +13,8 @@ export interface MachineInfo {
   cpu: string | null;
   versions: Record<string, string | null>;
   gitCommit: string | null;
+  /** BUN_JSC_forceRAMSize the bench gives Bun workers (dray's launcher does the same), MB; null: none. */
+  bunHeapMb: number | null;
 }
 
 function read(path: string): string | null {
@@ -54,10 +57,16 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
       bullmq: packageVersion(join(root, "node_modules", "bullmq")),
     },
     gitCommit: firstLine(["git", "rev-parse", "--short", "HEAD"]),
+    bunHeapMb: heapMb(launchEnv("bun").BUN_JSC_forceRAMSize ?? process.env.BUN_JSC_forceRAMSize),
   };
 }
 
 export function machineLine(m: MachineInfo): string {
   const v = Object.entries(m.versions).map(([k, x]) => `${k} ${x ?? "?"}`).join(", ");
-  return `machine: ${m.nproc} cpus (${m.cpu ?? "?"}), ${m.memoryGb ?? "?"} GB · ${v}${m.gitCommit ? ` · dray@${m.gitCommit}` : ""}`;
+  const heap = m.bunHeapMb === null ? "" : ` · bun GC budget ${m.bunHeapMb} MB`;
+  return `machine: ${m.nproc} cpus (${m.cpu ?? "?"}), ${m.memoryGb ?? "?"} GB · ${v}${m.gitCommit ? ` · dray@${m.gitCommit}` : ""}${heap}`;
+}
+
+function heapMb(bytes: string | undefined): number | null {
+  return bytes ? Math.round(Number(bytes) / 2 ** 20) : null;
 }

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { bunHeapEnv } from "../src/runtime/heap.mjs";
 import { childRuntimeArgs, denoPermissions, env, runtime, type RuntimeName } from "../src/runtime/mod.ts";
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -29,6 +30,15 @@ export function runtimeCommand(name: RuntimeName, denoAll = false): string[] {
     case "deno":
       return [env("DENO_BIN") ?? "deno", ...deno];
   }
+}
+
+/**
+ * What dray's launcher adds to a worker's environment on `name` (the GC budget on Bun), so that the
+ * bench measures a worker as `bun run worker` starts it. The bare loop gets it too: it is the same
+ * runtime with the same settings. BullMQ runs as BullMQ users run it, without.
+ */
+export function launchEnv(name: RuntimeName): Record<string, string> {
+  return name === "bun" ? bunHeapEnv(process.env) : {};
 }
 
 /** Children started by this process and not yet exited, so an interrupted bench can stop them. */

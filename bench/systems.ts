@@ -10,7 +10,7 @@ import type { Isolation } from "../src/executor/mod.ts";
 import type { RuntimeName } from "../src/runtime/mod.ts";
 import { BENCH_QUEUE, benchActors } from "./fixture.ts";
 import type { BenchPayload, Scenario } from "./scenarios.ts";
-import { drayReady, runtimeCommand, scriptReady, spawnChild, type Child } from "./spawn.ts";
+import { drayReady, launchEnv, runtimeCommand, scriptReady, spawnChild, type Child } from "./spawn.ts";
 
 export interface BenchContext {
   /** The bench's own connection (stats, polls, cleanup). */
@@ -99,7 +99,7 @@ export class DraySystem extends DrayStream implements System {
     const { threads, concurrency, isolation } = this.config;
     return spawnChild([...runtimeCommand(this.ctx.runtime), "src/cli/main.ts", "worker", "bench/fixture.ts",
       "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation], {
-      REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
+      ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
     }, drayReady);
   }
 }
@@ -110,7 +110,8 @@ export class BaselineSystem extends DrayStream implements System {
 
   start(): Child {
     return spawnChild([...runtimeCommand(this.ctx.runtime, true), "bench/baseline_streams.ts"], {
-      REDIS_URL: this.ctx.redisUrl, BENCH_STREAM: benchStream(this.ctx.prefix), BENCH_SCENARIO: this.ctx.scenario,
+      ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, BENCH_STREAM: benchStream(this.ctx.prefix),
+      BENCH_SCENARIO: this.ctx.scenario,
     }, scriptReady);
   }
 }

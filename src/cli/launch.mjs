@@ -2,9 +2,11 @@
 // Runs `dray <args>` on the runtime that invoked the package script: `bun run worker` runs it on
 // Bun, `npm run worker` on Node (with tsx, since Node 20 cannot strip types). Plain JS so that Node
 // can start it without a loader. Signals are forwarded so SIGTERM still means a graceful stop.
+// On Bun it also sets the GC budget (src/runtime/heap.mjs).
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
+import { bunHeapEnv } from "../runtime/heap.mjs";
 
 const main = fileURLToPath(new URL("./main.ts", import.meta.url));
 const agent = process.env.npm_config_user_agent ?? "";
@@ -14,6 +16,13 @@ const [command, args] = onBun
   ? [/(^|\/)bun(\.exe)?$/.test(execPath) ? execPath : "bun", [main, ...process.argv.slice(2)]]
   : [process.execPath, ["--import", "tsx", main, ...process.argv.slice(2)]];
 
-const child = spawn(command, args, { stdio: "inherit" });
+let env = process.env;
+try {
+  if (onBun) env = { ...process.env, ...bunHeapEnv(process.env) };
+} catch (error) {
+  console.error(`dray: ${error.message}`);
+  process.exit(2);
+}
+const child = spawn(command, args, { stdio: "inherit", env });
 for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
