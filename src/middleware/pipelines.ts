@@ -10,9 +10,10 @@ import type { Middleware } from "../middleware.ts";
  */
 export const pipelines: Middleware = {
   name: "pipelines",
-  async afterProcess({ delivery, broker }, outcome, decision) {
+  // Synchronous for a job that is no pipeline step (most): no promise unless there is a next step.
+  afterProcess({ delivery, broker }, outcome, decision) {
     const [next, ...rest] = delivery.message.pipe ?? [];
-    if (!next || outcome.status !== "ok" || decision.kind !== "ack") return;
+    if (!next || outcome.status !== "ok" || decision.kind !== "ack") return undefined;
     const message: Message = {
       id: next.id,
       actor: next.actor,
@@ -26,6 +27,6 @@ export const pipelines: Middleware = {
       ...(delivery.message.meta ? { meta: delivery.message.meta } : {}),
       ...(rest.length > 0 ? { pipe: rest } : {}),
     };
-    await enqueueMessages([message], {}, broker);
+    return enqueueMessages([message], {}, broker).then(() => undefined);
   },
 };

@@ -1,6 +1,6 @@
 import { rateLimitSchema, type RateLimitOptions } from "../actor.ts";
 import { ConfigError } from "../errors.ts";
-import type { Middleware, ProcessInfo } from "../middleware.ts";
+import type { Decision, Middleware, ProcessInfo } from "../middleware.ts";
 
 /** How long past its time limit a crashed worker's concurrency slot stays taken, ms. */
 const leaseMargin = 30_000;
@@ -49,34 +49,38 @@ function limiter(name: string, limitsOf: (info: ProcessInfo) => RateLimitOptions
       // The lease runs out by itself; failing the job over it would be worse.
     }
   };
+  const acquire = async (info: ProcessInfo, limits: RateLimitOptions): Promise<Decision | undefined> => {
+    const { message } = info.delivery;
+    const key = typeof limits.key === "function" ? String(limits.key(message.payload as never)) : limits.key ?? info.actor.name;
+    const token = `${message.id}:${info.delivery.ref.entryId}`;
+    const backoff = limits.backoff ?? 500;
+    if (limits.concurrency !== undefined) {
+      const slotKey = `${key}:running`;
+      const rule = { kind: "concurrent", limit: limits.concurrency, leaseMs: info.actor.options.timeLimit + leaseMargin } as const;
+      if ((await info.broker.limits.acquire(slotKey, rule, token)) !== 0) return { kind: "defer", delay: jitter(backoff) };
+      held.set(info, { key: slotKey, token });
+    }
+    if (limits.perWindow !== undefined) {
+      const rule = { kind: "window", limit: limits.perWindow, windowMs: limits.window ?? 1_000 } as const;
+      const wait = await info.broker.limits.acquire(`${key}:window`, rule, token);
+      if (wait !== 0) {
+        await release(info);
+        // Due when the oldest start leaves the window; a little spread so the deferred do not all
+        // come back in the same millisecond.
+        return { kind: "defer", delay: wait > 0 ? wait + Math.floor(Math.random() * Math.min(50, wait)) : jitter(backoff) };
+      }
+    }
+    return undefined;
+  };
+  // Synchronous when the actor has no limit or holds no slot: most jobs then cost no promise here.
   return {
     name,
-    async beforeProcess(info) {
+    beforeProcess(info) {
       const limits = limitsOf(info);
-      if (!limits) return;
-      const { message } = info.delivery;
-      const key = typeof limits.key === "function" ? String(limits.key(message.payload as never)) : limits.key ?? info.actor.name;
-      const token = `${message.id}:${info.delivery.ref.entryId}`;
-      const backoff = limits.backoff ?? 500;
-      if (limits.concurrency !== undefined) {
-        const slotKey = `${key}:running`;
-        const rule = { kind: "concurrent", limit: limits.concurrency, leaseMs: info.actor.options.timeLimit + leaseMargin } as const;
-        if ((await info.broker.limits.acquire(slotKey, rule, token)) !== 0) return { kind: "defer", delay: jitter(backoff) };
-        held.set(info, { key: slotKey, token });
-      }
-      if (limits.perWindow !== undefined) {
-        const rule = { kind: "window", limit: limits.perWindow, windowMs: limits.window ?? 1_000 } as const;
-        const wait = await info.broker.limits.acquire(`${key}:window`, rule, token);
-        if (wait !== 0) {
-          await release(info);
-          // Due when the oldest start leaves the window; a little spread so the deferred do not all
-          // come back in the same millisecond.
-          return { kind: "defer", delay: wait > 0 ? wait + Math.floor(Math.random() * Math.min(50, wait)) : jitter(backoff) };
-        }
-      }
+      return limits ? acquire(info, limits) : undefined;
     },
-    async afterProcess(info) {
-      await release(info);
+    afterProcess(info) {
+      return held.has(info) ? release(info) : undefined;
     },
   };
 }
