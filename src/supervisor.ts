@@ -93,6 +93,8 @@ export class Supervisor {
     if (this.#stopping) return await this.#loop;
     this.#stopping = true;
     this.#o.broker.interrupt();
+    // Jobs read ahead and not started go back now rather than start during the grace.
+    this.#o.executor.stopStarting?.();
     this.#slotFree?.();
     await this.#loop;
     const deadline = Date.now() + this.#o.shutdownGrace;

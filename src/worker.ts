@@ -21,6 +21,13 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Threads (or processes) in the pool. @default cores */
   threads?: number;
+  /**
+   * With thread isolation: jobs read and handed to the threads beyond `concurrency`, so that a thread
+   * starts the next job the moment one ends instead of waiting for the supervisor. Their time limits
+   * count from their start. Other workers cannot take them meanwhile: for long jobs spread over many
+   * workers, 0. @default concurrency
+   */
+  prefetch?: number;
   /** "thread" (default on Bun and Node), "process" (default on Deno), "inline" (no isolation). */
   isolation?: Isolation;
   /**
@@ -74,6 +81,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     registry,
     concurrency: options.concurrency ?? 16,
     threads: options.threads,
+    prefetch: options.prefetch,
     maxMemoryMb: options.maxMemoryMb,
     logger,
     redisUrl: s.redisUrl,

@@ -205,6 +205,37 @@ describe("worker", () => {
     expect(await broker.stats("core")).toMatchObject({ ready: 0, running: 0 });
   });
 
+  it("SIGTERM gives back the prefetched jobs at once and lets the running one finish", async () => {
+    // given one job running and three read ahead, waiting in the thread
+    const w = worker(["--concurrency", "1", "--threads", "1", "--prefetch", "3", "--shutdown-grace", "10000"]);
+    await started(w);
+    await slow.sendMany([1, 2, 3, 4].map((n) => ({ n, ms: 1_500 })));
+    await until(async () => (await list("starts")).length === 1, "job started");
+    await until(async () => (await broker.stats("core")).running === 4, "all four read");
+    // when the worker is told to stop
+    const code = await w.stop("SIGTERM");
+    // then it exits 0 after the running job only: the three others are back in the queue, unstarted
+    expect(code).toBe(0);
+    expect((await list("starts")).length).toBe(1);
+    expect((await list("ends")).length).toBe(1);
+    expect(await broker.stats("core")).toMatchObject({ ready: 3, running: 0 });
+  });
+
+  it("a bad --prefetch is refused with the flag named, before anything is read", async () => {
+    const dray = (...args: string[]) => spawnSync(runtimeCommand()[0]!, [...runtimeCommand().slice(1), "src/cli/main.ts", "worker", app, ...args],
+      { cwd: root, env: { ...process.env, DRAY_PREFIX: prefix, REDIS_URL }, encoding: "utf8" });
+    for (const [args, says] of [
+      [["--prefetch", "lots"], '--prefetch must be a whole number >= 0, not "lots"'],
+      [["--prefetch=-1"], '--prefetch must be a whole number >= 0, not "-1"'],
+      [["--prefetch", "-1"], "dray worker: Option '--prefetch' argument is ambiguous"],
+    ] as const) {
+      const r = dray(...args);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(says);
+      expect(r.stderr).not.toContain("    at ");
+    }
+  });
+
   it("a second signal exits at once; another worker recovers the job", async () => {
     const w = worker(["--visibility-timeout", "1000"]);
     await started(w);

@@ -1,22 +1,26 @@
 /**
  * A thread of the piscina pool (src/executor/threads.ts). Piscina calls the default export once per
- * batch of jobs, many batches at a time (`concurrentTasksPerWorker`). The thread reports to the pool
- * over `parentPort`: ready (app modules imported), start (jobs of a batch began: their deadlines
- * count from here), done (outcomes, batched per event-loop turn) and memory. Stop requests come the
- * other way through shared memory, polled while jobs run, because piscina owns the thread's port.
+ * batch of jobs, many batches at a time (`concurrentTasksPerWorker`). Jobs wait here until one of
+ * this thread's slots is free and the pool-wide count allows one more, so a job that ends is followed
+ * by the next at once, not after a round trip through the pool. The thread reports to the pool over
+ * `parentPort`: ready (app modules imported), start (jobs began: their deadlines count from here),
+ * done (outcomes, batched per event-loop turn) and memory. Stop requests and the shutdown come the
+ * other way through shared memory, polled while jobs run or wait, because piscina owns the port.
  */
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { enableTypeScriptImports, threadMemoryBytes } from "../src/runtime/mod.ts";
 import type { JobOutcome } from "../src/executor/types.ts";
 import {
-  Cell, cellsPerSlot, decodeBatch, encodeResults, stopCodes, type ThreadData, type ThreadReport, type ThreadResults,
-  type ThreadTask,
+  Cell, cellsPerSlot, decodeBatch, encodeResults, Header, headerAt, stopCodes, type ThreadData, type ThreadReport,
+  type ThreadResults, type ThreadTask,
 } from "../src/executor/thread_protocol.ts";
 import type { JobHost } from "./host.ts";
 
 const data = workerData as ThreadData;
 const cells = new Int32Array(data.slots);
 const at = (slot: number, cell: number) => slot * cellsPerSlot + cell;
+const started = headerAt(cells, Header.started);
+const closing = headerAt(cells, Header.closing);
 const report = (r: ThreadReport) => parentPort!.postMessage(r);
 
 // Dynamic imports keep this thread's app modules, registry and error classes in one ESM graph, even
@@ -39,6 +43,17 @@ if (data.memoryEvery > 0) {
 const slots = new Map<number, number>();
 let watching: ReturnType<typeof setInterval> | undefined;
 
+/** A job of a batch, waiting here for a slot. */
+interface Queued {
+  task: ThreadTask;
+  /** Resolves once its outcome is posted. */
+  done: () => void;
+}
+const queue: Queued[] = [];
+/** Jobs started on this thread and not ended. */
+let active = 0;
+let pumpScheduled = false;
+
 /** Piscina's task: one batch of jobs, as {@link encodeBatch} text. */
 export default async function runBatch(text: string): Promise<void> {
   const batch = decodeBatch(text);
@@ -51,40 +66,104 @@ export default async function runBatch(text: string): Promise<void> {
     await Promise.all(batch.tasks.map((task) => deliver(task.seq, outcome)));
     return;
   }
-  const done: Array<Promise<void>> = [];
-  for (let i = 0; i < batch.tasks.length;) {
-    const run = batch.tasks.slice(i, runEnd(batch.tasks, i));
-    i += run.length;
+  // Resolving only once the outcomes are posted: piscina then counts this batch's load until the end.
+  const done = batch.tasks.map((task) => new Promise<void>((resolve) => queue.push({ task, done: resolve })));
+  pump(h);
+  watch(h);
+  await Promise.all(done);
+}
+
+/** Starts waiting jobs while this thread has a free slot and the pool is under its concurrency. */
+function pump(h: JobHost): void {
+  if (Atomics.load(cells, closing) !== 0) return giveBackQueued();
+  while (queue.length > 0) {
+    const run: Queued[] = [];
+    let cost = 0;
+    while (queue.length > 0 && active + run.length < data.perThread) {
+      const { task, done } = queue[0]!;
+      if (aborted(task)) {
+        queue.shift();
+        giveUp(task, done);
+        continue;
+      }
+      // Only actors known to start quickly share a start report (see runBudgetMs).
+      const next = startCost.get(task.job.actor) ?? Infinity;
+      if (run.length > 0 && cost + next >= runBudgetMs) break;
+      if (!countOneMore()) break;
+      Atomics.store(cells, at(task.slot, Cell.counted), task.seq);
+      cost += next;
+      run.push(queue.shift()!);
+    }
+    if (run.length === 0) return;
     // Reported before any of them runs: a job that never yields is then already known to run here,
     // so the pool can blame it and stop this thread.
-    report({ kind: "start", seqs: run.map((t) => t.seq), threadId });
+    report({ kind: "start", seqs: run.map((q) => q.task.seq), threadId });
     let slow = false;
-    for (const task of run) {
+    for (const { task, done } of run) {
       const since = performance.now();
-      done.push(runTask(h, task));
+      active++;
+      void runTask(h, task).then(done);
       slow = noteStart(task.job.actor, performance.now() - since) || slow;
     }
     // After a long synchronous start, let outcomes and heartbeats out before the next job begins and
     // is reported, as a message per job used to.
-    if (slow && i < batch.tasks.length) await new Promise<void>((resolve) => nextTurn(resolve));
+    if (slow) return schedulePump(h);
   }
-  // Resolving only once the outcomes are posted: piscina then counts this batch's load until the end.
-  await Promise.all(done);
+}
+
+/** Takes one of the pool's `concurrency` places (a compare-and-swap: threads race for the last one). */
+function countOneMore(): boolean {
+  for (;;) {
+    const n = Atomics.load(cells, started);
+    if (n >= data.concurrency) return false;
+    if (Atomics.compareExchange(cells, started, n, n + 1) === n) return true;
+  }
+}
+
+/** The job ended here: off the pool-wide count, unless the pool already took it off (Cell.counted). */
+function uncount(task: ThreadTask): void {
+  if (Atomics.compareExchange(cells, at(task.slot, Cell.counted), task.seq, 0) === task.seq) Atomics.sub(cells, started, 1);
+}
+
+/** Once per turn: the jobs that ended in this turn free their slots together, one start report for all. */
+function schedulePump(h: JobHost): void {
+  if (pumpScheduled || queue.length === 0) return;
+  pumpScheduled = true;
+  nextTurn(() => {
+    pumpScheduled = false;
+    pump(h);
+  });
+}
+
+/** The pool asked not to start it (aborted while it waited here). */
+const aborted = (task: ThreadTask) => Atomics.load(cells, at(task.slot, Cell.stopSeq)) === task.seq;
+
+function giveUp(task: ThreadTask, done: () => void): void {
+  void deliver(task.seq, { status: "error", error: { name: "JobAborted", message: "aborted before it started" }, final: true, duration: 0 })
+    .then(done);
+}
+
+/** Ends the waiting jobs that were aborted, wherever they are in the queue. */
+function sweepAborted(): void {
+  for (let i = queue.length - 1; i >= 0; i--) {
+    const { task, done } = queue[i]!;
+    if (!aborted(task)) continue;
+    queue.splice(i, 1);
+    giveUp(task, done);
+  }
+}
+
+/** The worker shuts down: jobs that have not started go back to their queue, uncharged. */
+function giveBackQueued(): void {
+  for (const { task, done } of queue.splice(0)) {
+    void deliver(task.seq, { status: "interrupted", reason: "the worker shut down before the job started" }).then(done);
+  }
 }
 
 /** Each actor's recent synchronous start, ms (moving average). */
 const startCost = new Map<string, number>();
 /** Jobs in one start report are charged the starts before theirs: at most about this much, ms. */
 const runBudgetMs = 1;
-
-/** Where the run of jobs reported together from `from` ends: only actors known to start quickly share one. */
-function runEnd(tasks: ThreadTask[], from: number): number {
-  let cost = 0;
-  let end = from;
-  do cost += startCost.get(tasks[end++]!.job.actor) ?? Infinity;
-  while (end < tasks.length && cost + (startCost.get(tasks[end]!.job.actor) ?? Infinity) < runBudgetMs);
-  return end;
-}
 
 /** Records a job's synchronous start; true when it was long. */
 function noteStart(actor: string, ms: number): boolean {
@@ -96,7 +175,6 @@ function noteStart(actor: string, ms: number): boolean {
 /** Runs the job; resolves once its outcome is posted. */
 function runTask(h: JobHost, task: ThreadTask): Promise<void> {
   slots.set(task.seq, task.slot);
-  watch(h);
   // Marked while the handler runs up to its first await: if it never gets there (a CPU loop, a
   // regex, Atomics.wait), the pool knows which job holds this thread.
   Atomics.store(cells, at(task.slot, Cell.onCpu), task.seq);
@@ -104,7 +182,11 @@ function runTask(h: JobHost, task: ThreadTask): Promise<void> {
   Atomics.store(cells, at(task.slot, Cell.onCpu), 0);
   return outcome.then((o) => {
     slots.delete(task.seq);
-    return deliver(task.seq, o);
+    active--;
+    uncount(task);
+    const posted = deliver(task.seq, o);
+    schedulePump(h);
+    return posted;
   });
 }
 
@@ -127,7 +209,8 @@ function deliver(seq: number, outcome: JobOutcome): Promise<void> {
 }
 
 /**
- * Every ~20 ms while jobs run: a sign of life per job, and the stop requests of the pool. A handler
+ * Every ~20 ms while jobs run or wait: a sign of life per job, the stop requests of the pool, and a
+ * retry of the waiting jobs (a place freed on another thread, the shutdown, an abort). A handler
  * stuck on the CPU never lets this run: then the pool terminates the thread instead.
  */
 function watch(h: JobHost): void {
@@ -137,7 +220,11 @@ function watch(h: JobHost): void {
       if (Atomics.load(cells, at(slot, Cell.stopSeq)) !== seq) continue;
       h.stop(seq, Atomics.load(cells, at(slot, Cell.stopCode)) === stopCodes.abort ? "abort" : "timeLimit");
     }
-    if (slots.size === 0) {
+    if (queue.length > 0) {
+      sweepAborted();
+      pump(h);
+    }
+    if (slots.size === 0 && queue.length === 0) {
       clearInterval(watching);
       watching = undefined;
     }

@@ -20,6 +20,7 @@ commands:
   worker <module...>   run a worker on the actors these modules define
                        [--queues a,b] [--concurrency N] [--threads N] [--isolation thread|process|inline]
                        [--max-memory MB] (per thread or process; over it, recycled)
+                       [--prefetch N] (jobs handed to threads ahead of a free slot; default: concurrency)
                        [--no-cron] (no cron ticker in this worker; its cron jobs still run)
   scheduler <module...>
                        only the cron ticker: enqueues each tick of the modules' crons once
@@ -52,7 +53,8 @@ async function main(): Promise<void> {
   try {
     await (await load()).run(rest);
   } catch (error) {
-    if (error instanceof DrayError || (error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    // A bad flag (unknown, missing its value, a value that looks like a flag) is the user's, not a bug.
+    if (error instanceof DrayError || String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS_")) {
       console.error(`dray ${name}: ${(error as Error).message}`);
       setExitCode(2);
       return;

@@ -12,6 +12,7 @@ export async function run(args: string[]): Promise<void> {
       queues: { type: "string" },
       concurrency: { type: "string" },
       threads: { type: "string" },
+      prefetch: { type: "string" },
       isolation: { type: "string" },
       "max-memory": { type: "string" },
       "shutdown-grace": { type: "string" },
@@ -28,6 +29,7 @@ export async function run(args: string[]): Promise<void> {
     ...(values.queues ? { queues: values.queues.split(",").map((q) => q.trim()).filter(Boolean) } : {}),
     ...(values.concurrency ? { concurrency: positiveInt("--concurrency", values.concurrency) } : {}),
     ...(values.threads ? { threads: positiveInt("--threads", values.threads) } : {}),
+    ...(values.prefetch !== undefined ? { prefetch: nonNegativeInt("--prefetch", values.prefetch) } : {}),
     ...(isolation ? { isolation } : {}),
     ...(values["max-memory"] ? { maxMemoryMb: positiveInt("--max-memory", values["max-memory"]) } : {}),
     ...(values["shutdown-grace"] ? { shutdownGrace: positiveInt("--shutdown-grace", values["shutdown-grace"]) } : {}),
@@ -37,6 +39,12 @@ export async function run(args: string[]): Promise<void> {
   await worker.stopped;
   // App modules may hold handles (pools, timers) that would keep the process up after a clean stop.
   exit(0);
+}
+
+function nonNegativeInt(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < 0) throw new ConfigError(`${flag} must be a whole number >= 0, not "${raw}"`);
+  return n;
 }
 
 export function positiveInt(flag: string, raw: string): number {

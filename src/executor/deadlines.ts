@@ -34,8 +34,10 @@ export interface HostControl {
   signal(entry: RunningJob, why: StopReason): void;
   /** Stops the host for good (terminate, SIGKILL); the executor replaces it. */
   kill(host: number): void;
-  /** The slot is free for another job. */
-  release?(slot: number): void;
+  /** The job is done with (ended, given up on): its slot is free for another job. */
+  release?(entry: RunningJob): void;
+  /** Ask the host not to start this job, which it holds but has not started (aborted meanwhile). */
+  cancel?(entry: RunningJob): void;
   /**
    * At a job's overrun: the job whose synchronous code holds the host, when the host has shown no
    * sign of life since the last look. Undefined when the host is responsive (the job ignores its
@@ -156,6 +158,7 @@ export class JobBook {
       if (entry.host === undefined) {
         entry.stop = "abort";
         entry.stopDetail = reason;
+        this.#o.control.cancel?.(entry);
       } else this.#stop(entry, "abort", reason);
     }
   }
@@ -247,7 +250,7 @@ export class JobBook {
     clearTimeout(entry.timer);
     this.#deadlines.remove(entry);
     this.#jobs.delete(entry.seq);
-    this.#o.control.release?.(entry.slot);
+    this.#o.control.release?.(entry);
     const next = this.#waiting.shift();
     if (next) next.begin(entry.slot);
     else this.#free.push(entry.slot);

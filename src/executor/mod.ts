@@ -19,6 +19,8 @@ export interface ExecutorChoice {
   /** Threads or processes. @default cpuCount() */
   threads?: number | undefined;
   maxMemoryMb?: number | undefined;
+  /** Jobs handed to threads ahead of a free slot (see PoolOptions.prefetch). @default concurrency */
+  prefetch?: number | undefined;
   logger: Logger;
   redisUrl: string;
   prefix: string;
@@ -35,7 +37,7 @@ export function createExecutor(choice: ExecutorChoice): Executor {
   const pool = {
     modules: choice.modules, concurrency: choice.concurrency, threads: choice.threads ?? cpuCount(),
     maxMemoryMb: choice.maxMemoryMb, logger: choice.logger, redisUrl: choice.redisUrl, prefix: choice.prefix,
-    graceMs: choice.graceMs,
+    graceMs: choice.graceMs, prefetch: choice.prefetch,
   };
   switch (isolation) {
     case "inline":

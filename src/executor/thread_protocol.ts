@@ -15,6 +15,10 @@ export interface ThreadData {
   slots: SharedArrayBuffer;
   /** How often a thread reports its memory, ms; 0: never. */
   memoryEvery: number;
+  /** Jobs running at once in the whole pool (the worker's concurrency), kept with {@link Header.started}. */
+  concurrency: number;
+  /** Jobs one thread runs at once; what its batches hold beyond that waits in the thread. */
+  perThread: number;
 }
 
 /** One job for a thread: plain data, the actor is looked up in the thread's own registry. */
@@ -26,7 +30,9 @@ export interface ThreadTask {
 
 /**
  * One piscina task: the jobs of one flush for one thread. A message per batch instead of per job is
- * what keeps the pool's cost per job near the inline executor's.
+ * what keeps the pool's cost per job near the inline executor's. A batch may hold more jobs than the
+ * thread has free slots (the pool's prefetch): those wait in the thread and start the moment a job
+ * there ends, without a round trip through the pool.
  */
 export interface ThreadBatch {
   tasks: ThreadTask[];
@@ -64,12 +70,13 @@ export type ThreadReport =
   | { kind: "memory"; threadId: number; bytes: number };
 
 /**
- * The shared memory between the pool and its threads: four Int32 cells per job slot. The pool writes
- * stop requests; the thread answers with signs of life and with which job holds its CPU, so that at a
- * deadline the pool can tell a job that ignores its signal from one stuck behind a neighbour.
+ * The shared memory between the pool and its threads: five Int32 cells per job slot, then the
+ * {@link Header}. The pool writes stop requests; the thread answers with signs of life and with which
+ * job holds its CPU, so that at a deadline the pool can tell a job that ignores its signal from one
+ * stuck behind a neighbour.
  */
 export const Cell = {
-  /** Seq of the job to stop (written by the pool, after its code). */
+  /** Seq of the job to stop (written by the pool, after its code). Before its start: do not start it. */
   stopSeq: 0,
   /** 1: time limit, 2: abort (stopCodes). */
   stopCode: 1,
@@ -77,7 +84,23 @@ export const Cell = {
   beat: 2,
   /** Seq of the job while its handler runs its synchronous start (until its first await). */
   onCpu: 3,
+  /**
+   * Seq of the job while it counts in {@link Header.started}. Whoever swaps it back to 0 takes the job
+   * off the count: the thread when the job ends, the pool when it gives up on the job (its thread was
+   * stopped or died), so a job is taken off exactly once.
+   */
+  counted: 4,
 } as const;
-export const cellsPerSlot = 4;
+export const cellsPerSlot = 5;
+
+/** Pool-wide cells, after the slots' cells (index from the end: `cells.length - headerCells + i`). */
+export const Header = {
+  /** Jobs started and not ended in all threads; a thread starts a job only while this is under `concurrency`. */
+  started: 0,
+  /** 1 once the worker shuts down: threads start no more jobs, and give back those waiting in them. */
+  closing: 1,
+} as const;
+export const headerCells = 2;
+export const headerAt = (cells: Int32Array, cell: number): number => cells.length - headerCells + cell;
 
 export const stopCodes: Record<StopReason, number> = { timeLimit: 1, abort: 2 };

@@ -41,6 +41,11 @@ export interface Executor {
   run(job: JobRequest): Promise<JobOutcome>;
   /** Stops cooperatively (signal) then for good; the job's outcome becomes a TimeLimitExceeded-like error. */
   abort?(jobId: string, reason: string): void;
+  /**
+   * Shutting down: jobs handed over but not started yet (prefetched) come back as interrupted, soon,
+   * instead of starting; running jobs go on.
+   */
+  stopStarting?(): void;
   /** Running jobs get `graceMs` to finish; what is still running after that is interrupted. */
   close(graceMs: number): Promise<void>;
 }

@@ -1,0 +1,120 @@
+/**
+ * The thread pool's prefetch: jobs handed to threads beyond `concurrency` wait there and start when a
+ * job ends. They must never raise what runs at once above `concurrency`, never be charged their wait,
+ * and must come back rather than start when aborted or when the worker shuts down.
+ */
+import { describe, expect, test } from "bun:test";
+import { pino } from "pino";
+import { pathToFileURL } from "node:url";
+import process from "node:process";
+import { ThreadExecutor } from "../src/executor/threads.ts";
+import type { JobOutcome, JobRequest } from "../src/executor/types.ts";
+import { fixture } from "./helpers.ts";
+
+const quiet = pino({ level: "silent" });
+
+function pool(o: { concurrency: number; threads: number; prefetch: number; graceMs?: number }): ThreadExecutor {
+  return new ThreadExecutor({
+    modules: [pathToFileURL(fixture("isolation.ts")).href], logger: quiet, redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+    prefix: "dt-prefetch", ...o,
+  });
+}
+
+let n = 0;
+function job(actor: string, timeLimit: number, payload: unknown = {}): JobRequest {
+  return { id: `pf-${++n}`, actor, queue: "iso", payload, attempt: 1, timeLimit };
+}
+
+type Span = { start: number; end: number };
+
+/** Most spans open at one instant. */
+function maxOverlap(spans: Span[]): number {
+  const edges = spans.flatMap((s) => [[s.start, 1], [s.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let open = 0;
+  let most = 0;
+  for (const [, d] of edges) most = Math.max(most, (open += d));
+  return most;
+}
+
+const spans = (outcomes: JobOutcome[]): Span[] => outcomes.map((o) => {
+  if (o.status !== "ok") throw new Error(`expected ok, got ${JSON.stringify(o)}`);
+  return o.value as Span;
+});
+
+describe("thread pool prefetch", () => {
+  for (const [concurrency, threads] of [[3, 2], [4, 2], [5, 3]] as const) {
+    test(`concurrency ${concurrency} on ${threads} threads holds with prefetch, and waiting is not charged`, async () => {
+      const ex = pool({ concurrency, threads, prefetch: concurrency * 2 });
+      await ex.start();
+      try {
+        // given three times more jobs than may run at once, each 80 ms with a 150 ms limit
+        const outcomes = await Promise.all(Array.from({ length: concurrency * 4 }, () => ex.run(job("iso_span", 150, { ms: 80 }))));
+        // then none ran longer than its limit though most waited longer than it in a thread
+        const s = spans(outcomes);
+        // and never more than `concurrency` ran at once, while the pool did use all of it
+        expect(maxOverlap(s)).toBe(concurrency);
+      } finally {
+        await ex.close(0);
+      }
+    }, 20_000);
+  }
+
+  test("an aborted job that waits in a thread never starts, and ends at once", async () => {
+    const ex = pool({ concurrency: 1, threads: 1, prefetch: 2 });
+    await ex.start();
+    try {
+      // given a running job and one waiting behind it in the same thread
+      const running = ex.run(job("iso_span", 5_000, { ms: 600 }));
+      const waiting = ex.run(job("iso_span", 5_000, { ms: 10 }));
+      const id = `pf-${n}`;
+      await Bun.sleep(100);
+      // when the waiting one is aborted
+      const t = performance.now();
+      ex.abort(id, "aborted by the test");
+      // then it ends as JobAborted, final, long before the running one frees the thread
+      const outcome = await waiting;
+      expect(outcome).toMatchObject({ status: "error", final: true, error: { name: "JobAborted" } });
+      expect(performance.now() - t).toBeLessThan(300);
+      expect((await running).status).toBe("ok");
+    } finally {
+      await ex.close(0);
+    }
+  }, 20_000);
+
+  test("stopStarting() gives back the jobs waiting in threads; the running ones finish", async () => {
+    const ex = pool({ concurrency: 2, threads: 1, prefetch: 4 });
+    await ex.start();
+    try {
+      const running = [ex.run(job("iso_span", 5_000, { ms: 500 })), ex.run(job("iso_span", 5_000, { ms: 500 }))];
+      const waiting = Array.from({ length: 4 }, () => ex.run(job("iso_span", 5_000, { ms: 10 })));
+      await Bun.sleep(100);
+      const t = performance.now();
+      ex.stopStarting();
+      for (const o of await Promise.all(waiting)) expect(o).toMatchObject({ status: "interrupted" });
+      expect(performance.now() - t).toBeLessThan(300);
+      for (const o of await Promise.all(running)) expect(o.status).toBe("ok");
+    } finally {
+      await ex.close(0);
+    }
+  }, 20_000);
+
+  test("after threads are killed with jobs running and waiting, the pool still runs `concurrency` jobs at once", async () => {
+    const ex = pool({ concurrency: 2, threads: 2, prefetch: 4, graceMs: 50 });
+    await ex.start();
+    try {
+      for (let round = 0; round < 3; round++) {
+        // given a busy loop beside a sleeper, and more jobs waiting behind them
+        const loop = ex.run(job("iso_busy_loop", 100));
+        const others = Array.from({ length: 5 }, () => ex.run(job("iso_span", 5_000, { ms: 50 })));
+        // then the loop is killed, and the others complete or are given back, none lost
+        expect(await loop).toMatchObject({ status: "error", error: { name: "TimeLimitExceeded" } });
+        for (const o of await Promise.all(others)) expect(["ok", "interrupted"]).toContain(o.status);
+      }
+      // and the count of running jobs was not left holding the killed ones: two still run at once
+      const s = spans(await Promise.all(Array.from({ length: 6 }, () => ex.run(job("iso_span", 5_000, { ms: 150 })))));
+      expect(maxOverlap(s)).toBe(2);
+    } finally {
+      await ex.close(0);
+    }
+  }, 30_000);
+});
