@@ -31,6 +31,8 @@ export interface BenchOptions {
   compareBullmq: boolean;
   /** Jobs keep a result record (dray's default); `false` sends to actors with `resultTtl: 0`. */
   results: boolean;
+  /** `dray worker --prefetch`; unset: the worker's default (its concurrency). */
+  prefetch?: number | undefined;
   /** Rounds of the interleaved reference runs (dray, baseline, BullMQ ...), medians reported. */
   rounds: number;
   baseline: boolean;
@@ -64,7 +66,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const prefix = `dray-bench-${crypto.randomUUID().slice(0, 8)}`;
   configure({ prefix, redisUrl });
   const redis = new Redis(redisUrl);
-  const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results };
+  const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results, prefetch: o.prefetch };
   const bulls: BullSystem[] = [];
   const removeSignal = onShutdownSignal(() => {
     log("interrupted: stopping workers and removing the bench's keys");

@@ -22,6 +22,8 @@ export interface BenchContext {
   runtime: RuntimeName;
   /** Whether dray jobs keep a result record (dray's default) or not (`resultTtl: 0`). */
   results: boolean;
+  /** dray workers' `--prefetch`; undefined: their default. */
+  prefetch?: number | undefined;
 }
 
 export interface Remaining {
@@ -92,13 +94,15 @@ export class DraySystem extends DrayStream implements System {
     super(ctx);
     this.threads = config.threads;
     this.concurrency = config.concurrency;
-    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${ctx.results ? "" : " no-results"}`;
+    const prefetch = ctx.prefetch === undefined ? "" : ` p${ctx.prefetch}`;
+    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}`;
   }
 
   start(): Child {
     const { threads, concurrency, isolation } = this.config;
     return spawnChild([...runtimeCommand(this.ctx.runtime), "src/cli/main.ts", "worker", "bench/fixture.ts",
-      "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation], {
+      "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation,
+      ...(this.ctx.prefetch === undefined ? [] : ["--prefetch", String(this.ctx.prefetch)])], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
     }, drayReady);
   }

@@ -74,5 +74,8 @@ describe("dray bench", () => {
     expect(() => parseBenchArgs(["--threads", "1,x"])).toThrow(ConfigError);
     expect(() => parseBenchArgs(["--compare", "celery"])).toThrow(ConfigError);
     expect(parseBenchArgs(["--concurrency", "2,200"]).concurrency).toEqual([2, 200]);
+    expect(() => parseBenchArgs(["--prefetch", "some"])).toThrow(ConfigError);
+    expect(parseBenchArgs(["--prefetch", "0"]).prefetch).toBe(0);
+    expect(parseBenchArgs([]).prefetch).toBeUndefined();
   });
 });

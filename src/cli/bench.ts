@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "../errors.ts";
 import type { Isolation } from "../executor/mod.ts";
 import { runtime, type RuntimeName } from "../runtime/mod.ts";
-import { positiveInt } from "./worker.ts";
+import { nonNegativeInt, positiveInt } from "./worker.ts";
 import { runBench, type BenchOptions } from "../../bench/mod.ts";
 import { SCENARIOS, type Scenario } from "../../bench/scenarios.ts";
 
@@ -31,6 +31,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       "start-timeout": { type: "string", default: "15000" },
       rounds: { type: "string", default: "2" },
       results: { type: "string", default: "on" },
+      prefetch: { type: "string" },
       "no-baseline": { type: "boolean", default: false },
     },
   });
@@ -45,6 +46,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     concurrency: list("--concurrency", values.concurrency),
     compareBullmq: values.compare === "bullmq",
     results: oneOf("--results", values.results, ["on", "off"]) === "on",
+    ...(values.prefetch !== undefined ? { prefetch: nonNegativeInt("--prefetch", values.prefetch) } : {}),
     rounds: positiveInt("--rounds", values.rounds),
     baseline: !values["no-baseline"],
     rate: nonNegative("--rate", values.rate),

@@ -41,7 +41,7 @@ export async function run(args: string[]): Promise<void> {
   exit(0);
 }
 
-function nonNegativeInt(flag: string, raw: string): number {
+export function nonNegativeInt(flag: string, raw: string): number {
   const n = Number(raw);
   if (raw.trim() === "" || !Number.isInteger(n) || n < 0) throw new ConfigError(`${flag} must be a whole number >= 0, not "${raw}"`);
   return n;
