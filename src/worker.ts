@@ -22,10 +22,10 @@ export interface WorkerOptions {
   /** Threads (or processes) in the pool. @default cores */
   threads?: number;
   /**
-   * With thread isolation: jobs read and handed to the threads beyond `concurrency`, so that a thread
-   * starts the next job the moment one ends instead of waiting for the supervisor. Their time limits
-   * count from their start. Other workers cannot take them meanwhile: for long jobs spread over many
-   * workers, 0. @default concurrency
+   * Jobs read and handed to the threads or processes beyond `concurrency`, so that a host starts the
+   * next job the moment one ends instead of waiting for the supervisor. Their time limits count from
+   * their start. Other workers cannot take them meanwhile: for long jobs spread over many workers, 0.
+   * Not used with isolation "inline". @default concurrency
    */
   prefetch?: number;
   /** "thread" (default on Bun and Node), "process" (default on Deno), "inline" (no isolation). */

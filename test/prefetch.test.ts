@@ -1,23 +1,27 @@
 /**
- * The thread pool's prefetch: jobs handed to threads beyond `concurrency` wait there and start when a
- * job ends. They must never raise what runs at once above `concurrency`, never be charged their wait,
- * and must come back rather than start when aborted or when the worker shuts down.
+ * Prefetch in the thread and process pools: jobs handed to a thread or child beyond `concurrency`
+ * wait there and start when a job ends. They must never raise what runs at once above `concurrency`,
+ * never be charged their wait, and must come back rather than start when aborted or when the worker
+ * shuts down, or be run elsewhere when their host dies.
  */
-import { describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { pino } from "pino";
 import { pathToFileURL } from "node:url";
 import process from "node:process";
-import { ThreadExecutor } from "../src/executor/threads.ts";
-import type { JobOutcome, JobRequest } from "../src/executor/types.ts";
+import { createExecutor, type Isolation } from "../src/executor/mod.ts";
+import type { Executor, JobOutcome, JobRequest } from "../src/executor/types.ts";
 import { fixture } from "./helpers.ts";
 
 const quiet = pino({ level: "silent" });
 
-function pool(o: { concurrency: number; threads: number; prefetch: number; graceMs?: number }): ThreadExecutor {
-  return new ThreadExecutor({
-    modules: [pathToFileURL(fixture("isolation.ts")).href], logger: quiet, redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
-    prefix: "dt-prefetch", ...o,
-  });
+const modes: Isolation[] = ["thread", "process"];
+let isolation: Isolation = "thread";
+
+function pool(o: { concurrency: number; threads: number; prefetch: number; graceMs?: number }): Required<Pick<Executor, "stopStarting" | "abort">> & Executor {
+  return createExecutor({
+    isolation, modules: [pathToFileURL(fixture("isolation.ts")).href], registry: new Map(), logger: quiet,
+    redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", prefix: "dt-prefetch", ...o,
+  }) as Required<Pick<Executor, "stopStarting" | "abort">> & Executor;
 }
 
 let n = 0;
@@ -41,7 +45,11 @@ const spans = (outcomes: JobOutcome[]): Span[] => outcomes.map((o) => {
   return o.value as Span;
 });
 
-describe("thread pool prefetch", () => {
+for (const mode of modes) describe(`${mode} pool prefetch`, () => {
+  beforeAll(() => {
+    isolation = mode;
+  });
+
   for (const [concurrency, threads] of [[3, 2], [4, 2], [5, 3]] as const) {
     test(`concurrency ${concurrency} on ${threads} threads holds with prefetch, and waiting is not charged`, async () => {
       const ex = pool({ concurrency, threads, prefetch: concurrency * 2 });
@@ -59,11 +67,11 @@ describe("thread pool prefetch", () => {
     }, 20_000);
   }
 
-  test("an aborted job that waits in a thread never starts, and ends at once", async () => {
+  test("an aborted job that waits in its host never starts, and ends at once", async () => {
     const ex = pool({ concurrency: 1, threads: 1, prefetch: 2 });
     await ex.start();
     try {
-      // given a running job and one waiting behind it in the same thread
+      // given a running job and one waiting behind it in the same host
       const running = ex.run(job("iso_span", 5_000, { ms: 600 }));
       const waiting = ex.run(job("iso_span", 5_000, { ms: 10 }));
       const id = `pf-${n}`;
@@ -71,7 +79,7 @@ describe("thread pool prefetch", () => {
       // when the waiting one is aborted
       const t = performance.now();
       ex.abort(id, "aborted by the test");
-      // then it ends as JobAborted, final, long before the running one frees the thread
+      // then it ends as JobAborted, final, long before the running one frees the host
       const outcome = await waiting;
       expect(outcome).toMatchObject({ status: "error", final: true, error: { name: "JobAborted" } });
       expect(performance.now() - t).toBeLessThan(300);
@@ -81,7 +89,7 @@ describe("thread pool prefetch", () => {
     }
   }, 20_000);
 
-  test("stopStarting() gives back the jobs waiting in threads; the running ones finish", async () => {
+  test("stopStarting() gives back the jobs waiting in hosts; the running ones finish", async () => {
     const ex = pool({ concurrency: 2, threads: 1, prefetch: 4 });
     await ex.start();
     try {
@@ -98,7 +106,7 @@ describe("thread pool prefetch", () => {
     }
   }, 20_000);
 
-  test("after threads are killed with jobs running and waiting, the pool still runs `concurrency` jobs at once", async () => {
+  test("after hosts are killed with jobs running and waiting, the pool still runs `concurrency` jobs at once", async () => {
     const ex = pool({ concurrency: 2, threads: 2, prefetch: 4, graceMs: 50 });
     await ex.start();
     try {

@@ -1,8 +1,9 @@
 /**
  * A child process of the process executor (src/executor/processes.ts), started with the worker's own
- * runtime. It talks to the worker over the IPC channel only: init (which app modules to import), run
- * (a batch of jobs) and stop in; ready, yielded, done (outcomes batched per event-loop turn) and
- * memory out. It runs many jobs at once, and dies with its worker.
+ * runtime. It talks to the worker over the IPC channel only: init (which app modules to import, how
+ * many jobs at once), run (a batch of jobs), stop, cancel and drain in; ready, start, yielded, done
+ * (outcomes batched per event-loop turn) and memory out. It runs many jobs at once, keeps those beyond
+ * its slots waiting in order, starts one as soon as a job ends, and dies with its worker.
  */
 import { JobHost } from "./host.ts";
 import { exit, onShutdownSignal, onUncaughtError, parentChannel, rssBytes } from "../src/runtime/mod.ts";
@@ -18,6 +19,12 @@ if (!channel) {
 const report = (r: ChildReport) => channel.send(r);
 let host: JobHost | undefined;
 let beating: ReturnType<typeof setInterval> | undefined;
+/** Jobs at once (the worker's share for this child). */
+let slots = 1;
+let active = 0;
+let draining = false;
+const waiting: Array<{ seq: number; job: JobRequest }> = [];
+let pumpScheduled = false;
 
 /** A sign of life while jobs run; a child stuck in a handler's synchronous code sends none. */
 function beat(): void {
@@ -43,6 +50,7 @@ channel.onMessage((raw) => {
   const command = raw as ChildCommand;
   switch (command.kind) {
     case "init":
+      slots = command.slots;
       JobHost.load(command).then((h) => {
         host = h;
         if (command.memoryEvery > 0) setInterval(() => report({ kind: "memory", bytes: rssBytes() }), command.memoryEvery);
@@ -50,28 +58,61 @@ channel.onMessage((raw) => {
       }, (error: unknown) => report({ kind: "failed", error: serializeError(error) }));
       return;
     case "run":
-      void runAll(host!, command.jobs);
+      waiting.push(...command.jobs);
+      void pump(host!);
       return;
     case "stop":
       host?.stop(command.seq, command.why);
       return;
+    case "cancel": {
+      const i = waiting.findIndex((w) => w.seq === command.seq);
+      if (i >= 0) {
+        waiting.splice(i, 1);
+        deliver(command.seq, { status: "error", error: { name: "JobAborted", message: "aborted before it started" }, final: true, duration: 0 });
+      }
+      return;
+    }
+    case "drain":
+      draining = true;
+      for (const { seq } of waiting.splice(0)) deliver(seq, { status: "interrupted", reason: "the worker shut down before the job started" });
+      return;
   }
 });
 
-/** Starts the jobs of one run command in order. */
-async function runAll(h: JobHost, jobs: Array<{ seq: number; job: JobRequest }>): Promise<void> {
-  for (let i = 0; i < jobs.length; i++) {
-    const { seq, job } = jobs[i]!;
-    const since = performance.now();
-    const running = h.run(seq, job);
-    // Sent before anything else can run: if a later job then holds the CPU, this one is not blamed.
-    report({ kind: "yielded", seq });
-    beating ??= setInterval(beat, 20);
-    void running.then((outcome) => deliver(seq, outcome));
-    // After a long synchronous start, let outcomes and beats out before the next job begins, as a
-    // message per job used to: a finished job must not wait on its neighbours' starts.
-    if (performance.now() - since >= 1 && i + 1 < jobs.length) await new Promise<void>((resolve) => setImmediate(resolve));
+/** Starts waiting jobs, in order, while this child has free slots. */
+async function pump(h: JobHost): Promise<void> {
+  while (!draining && waiting.length > 0 && active < slots) {
+    const run = waiting.splice(0, slots - active);
+    active += run.length;
+    // Before any of them runs: deadlines count from here, and a job that never yields is known here.
+    report({ kind: "start", seqs: run.map((r) => r.seq) });
+    for (let i = 0; i < run.length; i++) {
+      const { seq, job } = run[i]!;
+      const since = performance.now();
+      const running = h.run(seq, job);
+      // Sent before anything else can run: if a later job then holds the CPU, this one is not blamed.
+      report({ kind: "yielded", seq });
+      beating ??= setInterval(beat, 20);
+      void running.then((outcome) => {
+        active--;
+        deliver(seq, outcome);
+        schedulePump(h);
+      });
+      // After a long synchronous start, let outcomes and beats out before the next job begins, as a
+      // message per job used to: a finished job must not wait on its neighbours' starts.
+      if (performance.now() - since >= 1 && i + 1 < run.length) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
+}
+
+/** Once per turn: the jobs that ended in this turn free their slots together. */
+function schedulePump(h: JobHost): void {
+  if (pumpScheduled || waiting.length === 0) return;
+  pumpScheduled = true;
+  setImmediate(() => {
+    pumpScheduled = false;
+    void pump(h);
+  });
 }
 
 /** Outcomes finished in this turn of the event loop, sent together at its end. */

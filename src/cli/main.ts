@@ -20,7 +20,7 @@ commands:
   worker <module...>   run a worker on the actors these modules define
                        [--queues a,b] [--concurrency N] [--threads N] [--isolation thread|process|inline]
                        [--max-memory MB] (per thread or process; over it, recycled)
-                       [--prefetch N] (jobs handed to threads ahead of a free slot; default: concurrency)
+                       [--prefetch N] (jobs handed to threads ahead of free slots; default: concurrency)
                        [--no-cron] (no cron ticker in this worker; its cron jobs still run)
   scheduler <module...>
                        only the cron ticker: enqueues each tick of the modules' crons once

@@ -19,7 +19,7 @@ export interface ExecutorChoice {
   /** Threads or processes. @default cpuCount() */
   threads?: number | undefined;
   maxMemoryMb?: number | undefined;
-  /** Jobs handed to threads ahead of a free slot (see PoolOptions.prefetch). @default concurrency */
+  /** Jobs handed to threads or processes ahead of a free slot (see PoolOptions.prefetch). @default concurrency */
   prefetch?: number | undefined;
   logger: Logger;
   redisUrl: string;

@@ -2,21 +2,28 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
 import { childRuntimeArgs, onProcessExit } from "../runtime/mod.ts";
-import { JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
+import { interrupted, JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
 import { memoryReportMs, type PoolOptions } from "./threads.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 
 /** Worker to child, over IPC. */
 export type ChildCommand =
-  | { kind: "init"; modules: string[]; redisUrl: string; prefix: string; memoryEvery: number }
-  /** Jobs of one flush for this child, run in this order. */
+  /** `slots`: jobs this child runs at once; what it is sent beyond that waits in it, in order. */
+  | { kind: "init"; modules: string[]; redisUrl: string; prefix: string; memoryEvery: number; slots: number }
+  /** Jobs of one flush for this child, started in this order. */
   | { kind: "run"; jobs: Array<{ seq: number; job: JobRequest }> }
-  | { kind: "stop"; seq: number; why: StopReason };
+  | { kind: "stop"; seq: number; why: StopReason }
+  /** Do not start this waiting job (aborted): it ends as JobAborted. */
+  | { kind: "cancel"; seq: number }
+  /** The worker shuts down: the waiting jobs come back interrupted; start no more. */
+  | { kind: "drain" };
 
 /** Child to worker, over IPC. */
 export type ChildReport =
   | { kind: "ready" }
   | { kind: "failed"; error: SerializedError }
+  /** These jobs begin now, in this order (sent before they run): their deadlines count from here. */
+  | { kind: "start"; seqs: number[] }
   /** The job's handler reached its first await: it is not the one holding the child's CPU. */
   | { kind: "yielded"; seq: number }
   /** Every ~20 ms while jobs run: the child is alive. */
@@ -34,8 +41,10 @@ interface Child {
   ready: boolean;
   /** Imported the app modules once (a stopped child is not ready, but it did start). */
   started: boolean;
-  /** Jobs sent to it, in the order it runs them: seq -> the handler yielded once. */
-  jobs: Map<number, boolean>;
+  /** Jobs sent to it, in the order it starts them, and how far each got. */
+  jobs: Map<number, "waiting" | "started" | "yielded">;
+  /** Its share of the concurrency (see #seatSlots); a replacement takes the seat of the child it replaces. */
+  seat: number;
   lastBeat: number;
   /** Why it is about to exit, when it could say. */
   crash?: string;
@@ -47,12 +56,18 @@ const childFile = fileURLToPath(new URL("../../workers/child.ts", import.meta.ur
  * Runs handlers in child processes of the worker's own runtime, many per process. SIGKILL stops
  * anything, which threads cannot promise everywhere (Deno leaves a terminated thread spinning), and
  * a process's whole memory goes with it. Same JobBook, same outcomes as the thread executor.
+ *
+ * Prefetch as in the thread pool: each child holds a seat with its share of the concurrency (the
+ * shares add up to it exactly), and may be sent up to its share of the prefetch more. Those wait in
+ * the child, which starts one when a job there ends and reports the start.
  */
 export class ProcessExecutor implements Executor {
   readonly capacity: number;
   readonly #o: PoolOptions;
   readonly #size: number;
-  readonly #perProcess: number;
+  readonly #prefetch: number;
+  /** Seat -> pid of the child holding it. */
+  readonly #seats: Array<number | undefined>;
   readonly #book: JobBook;
   readonly #children = new Map<number, Child>();
   /** Jobs with a slot but no process with room yet (one is being replaced). */
@@ -60,16 +75,19 @@ export class ProcessExecutor implements Executor {
   #flushing = false;
   #startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #closing = false;
+  /** stopStarting() was called: no job is sent any more. */
+  #draining = false;
   #quickDeaths = 0;
   #unhookExit: (() => void) | undefined;
 
   constructor(options: PoolOptions) {
     this.#o = options;
-    this.capacity = options.concurrency;
     this.#size = Math.max(1, Math.min(options.threads, options.concurrency));
-    this.#perProcess = Math.ceil(options.concurrency / this.#size);
+    this.#prefetch = Math.ceil((options.prefetch ?? options.concurrency) / this.#size);
+    this.capacity = options.concurrency + this.#prefetch * this.#size;
+    this.#seats = Array.from({ length: this.#size }, () => undefined);
     this.#book = new JobBook({
-      capacity: options.concurrency,
+      capacity: this.capacity,
       logger: options.logger,
       graceMs: options.graceMs,
       control: {
@@ -80,6 +98,11 @@ export class ProcessExecutor implements Executor {
         },
         blocker: (entry) => this.#blocker(entry),
         kill: (pid) => this.#kill(pid),
+        cancel: (entry) => {
+          for (const c of this.#children.values()) {
+            if (c.jobs.get(entry.seq) === "waiting") this.#send(c, { kind: "cancel", seq: entry.seq });
+          }
+        },
       },
     });
   }
@@ -105,7 +128,7 @@ export class ProcessExecutor implements Executor {
       clearTimeout(timer);
       this.#startup = undefined;
     }
-    this.#o.logger.debug({ processes: this.#size, perProcess: this.#perProcess }, "process pool ready");
+    this.#o.logger.debug({ processes: this.#size, concurrency: this.#o.concurrency, prefetch: this.#prefetch * this.#size }, "process pool ready");
   }
 
   run(job: JobRequest): Promise<JobOutcome> {
@@ -116,7 +139,14 @@ export class ProcessExecutor implements Executor {
     this.#book.abort(jobId, reason);
   }
 
+  /** Jobs waiting in the children come back interrupted instead of starting; running ones go on. */
+  stopStarting(): void {
+    this.#draining = true;
+    for (const c of this.#children.values()) this.#send(c, { kind: "drain" });
+  }
+
   async close(graceMs: number): Promise<void> {
+    this.stopStarting();
     await this.#book.idle(graceMs);
     this.#closing = true;
     this.#book.interruptAll("the worker shut down before the job finished");
@@ -141,31 +171,39 @@ export class ProcessExecutor implements Executor {
     });
   }
 
-  /** Places the pending jobs on the least busy children with room; the rest wait for one. */
+  /** Places the pending jobs on the children with the most room; the rest wait for one. */
   #drainPending(): void {
     const pending = this.#pending;
     this.#pending = [];
+    if (this.#draining) {
+      for (const entry of pending) this.#book.finish(entry.seq, interrupted("the worker shut down before the job started"));
+      return;
+    }
     const batches = new Map<Child, Array<{ seq: number; job: JobRequest }>>();
     for (const entry of pending) {
       if (entry.settled) continue;
       let best: Child | undefined;
+      let room = 0;
       for (const c of this.#children.values()) {
-        if (c.ready && c.jobs.size < this.#perProcess && (!best || c.jobs.size < best.jobs.size)) best = c;
+        const free = c.ready ? this.#seatSlots(c.seat) + this.#prefetch - c.jobs.size : 0;
+        if (free > room) [best, room] = [c, free];
       }
       if (!best) {
         this.#pending.push(entry);
         continue;
       }
-      best.jobs.set(entry.seq, false);
+      best.jobs.set(entry.seq, "waiting");
       const batch = batches.get(best) ?? [];
       batch.push({ seq: entry.seq, job: entry.job });
       batches.set(best, batch);
     }
-    for (const [child, jobs] of batches) {
-      this.#send(child, { kind: "run", jobs });
-      // The message reaches an idle child at once; a child stuck on a neighbour is stopped with it.
-      for (const { seq } of jobs) this.#book.started(seq, child.pid);
-    }
+    for (const [child, jobs] of batches) this.#send(child, { kind: "run", jobs });
+  }
+
+  /** A seat's share of the concurrency: the shares differ by one at most and add up to it. */
+  #seatSlots(seat: number): number {
+    const c = this.#o.concurrency;
+    return Math.floor(c / this.#size) + (seat < c % this.#size ? 1 : 0);
   }
 
   #spawn(): void {
@@ -175,14 +213,16 @@ export class ProcessExecutor implements Executor {
       proc.once("error", (error) => this.#failedToStart(error));
       return;
     }
-    const child: Child = { proc, pid: proc.pid, ready: false, started: false, jobs: new Map(), lastBeat: 0 };
+    const seat = this.#seats.findIndex((pid) => pid === undefined || !this.#children.has(pid));
+    const child: Child = { proc, pid: proc.pid, ready: false, started: false, jobs: new Map(), lastBeat: 0, seat };
+    this.#seats[seat] = child.pid;
     this.#children.set(child.pid, child);
     proc.on("message", (report: ChildReport) => this.#report(child, report));
     proc.on("exit", (code, signal) => this.#exited(child, code, signal));
     proc.on("error", (error) => this.#o.logger.warn({ err: error, process: child.pid }, "child process error"));
     this.#send(child, {
       kind: "init", modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix,
-      memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0,
+      memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0, slots: this.#seatSlots(seat),
     });
   }
 
@@ -199,8 +239,15 @@ export class ProcessExecutor implements Executor {
         this.#failedToStart(reviveError(r.error));
         child.proc.kill("SIGKILL");
         return;
+      case "start":
+        for (const seq of r.seqs) {
+          if (child.jobs.get(seq) !== "waiting") continue;
+          child.jobs.set(seq, "started");
+          this.#book.started(seq, child.pid);
+        }
+        return;
       case "yielded":
-        if (child.jobs.has(r.seq)) child.jobs.set(r.seq, true);
+        if (child.jobs.has(r.seq)) child.jobs.set(r.seq, "yielded");
         return;
       case "beat":
         child.lastBeat = performance.now();
@@ -229,6 +276,12 @@ export class ProcessExecutor implements Executor {
     const how = `${signal ?? `code ${code}`}${child.crash ? ` after ${child.crash}` : ""}`;
     if (this.#book.wasStopped(child.pid)) this.#book.forget(child.pid);
     else if (!this.#closing) this.#book.hostCrashed(child.pid, `exited with ${how}`);
+    // Jobs that waited in it never began: another child takes them, uncharged.
+    for (const [seq, state] of child.jobs) {
+      const entry = state === "waiting" ? this.#book.entry(seq) : undefined;
+      if (entry && !entry.settled) this.#pending.push(entry);
+    }
+    if (this.#pending.length > 0 && !this.#closing) queueMicrotask(() => this.#drainPending());
     if (this.#closing) return;
     if (!child.started) {
       if (this.#startup) return this.#startup.reject(new Error(`a child process exited with ${how} before it was ready`));
@@ -254,8 +307,8 @@ export class ProcessExecutor implements Executor {
     const alive = !child || child.lastBeat > entry.beat;
     entry.beat = performance.now();
     if (alive) return undefined;
-    for (const [seq, yielded] of child.jobs) {
-      if (!yielded) return this.#book.entry(seq);
+    for (const [seq, state] of child.jobs) {
+      if (state === "started") return this.#book.entry(seq);
     }
     return undefined;
   }

@@ -17,8 +17,8 @@ export interface PoolOptions {
   /** Threads (or processes) in the pool; never more than `concurrency`. */
   threads: number;
   /**
-   * Jobs sent to the threads ahead of a free slot, beyond `concurrency`: they wait in a thread and
-   * start the moment a job there ends. Processes take none. @default concurrency
+   * Jobs sent to the threads (processes) ahead of a free slot, beyond `concurrency`: they wait there
+   * and start the moment a job there ends. @default concurrency
    */
   prefetch?: number | undefined;
   /** A thread (process) whose memory passes this is recycled; its jobs go back to their queue. */
