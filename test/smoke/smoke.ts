@@ -123,7 +123,7 @@ let seq = 0;
 const job = (actor: string, timeLimit: number, payload: unknown = {}): JobRequest =>
   ({ id: `smoke-${++seq}`, actor, queue: "iso", payload, attempt: 1, timeLimit });
 
-function pool(isolation: Isolation, o: { concurrency: number; threads: number; graceMs?: number }): Executor {
+function pool(isolation: Isolation, o: { concurrency: number; threads: number; graceMs?: number; prefetch?: number }): Executor {
   return createExecutor({
     isolation, modules: [pathToFileURL(fixture("isolation.ts")).href], registry: new Map(), ...o,
     logger: pino({ level: "silent" }), redisUrl: REDIS_URL, prefix: "dt-smoke-direct",
@@ -166,7 +166,32 @@ async function direct(isolation: Isolation): Promise<void> {
   } finally {
     await ex.close(0);
   }
+  await prefetch(isolation);
   if (full) await measure(isolation);
+}
+
+/** Jobs waiting in the hosts (prefetch) never lift what runs at once over the concurrency, and wait uncharged. */
+async function prefetch(isolation: Isolation): Promise<void> {
+  await check(`${isolation}: with prefetch, concurrency 3 over 2 hosts is never exceeded and waiting is not charged`, async () => {
+    const ex = pool(isolation, { concurrency: 3, threads: 2, prefetch: 6 });
+    await ex.start();
+    try {
+      // 12 jobs of 80 ms with a 150 ms limit: most wait longer than their limit before they start.
+      const outcomes = await Promise.all(Array.from({ length: 12 }, () => ex.run(job("iso_span", 150, { ms: 80 }))));
+      const spans = outcomes.map((o) => {
+        assert(o.status === "ok", `outcome ${JSON.stringify(o)}`);
+        return o.value as { start: number; end: number };
+      });
+      const edges = spans.flatMap((sp) => [[sp.start, 1], [sp.end, -1]]).sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
+      let open = 0;
+      let most = 0;
+      for (const [, d] of edges) most = Math.max(most, (open += d!));
+      assert(most === 3, `at most ${most} ran at once`);
+      return `at most ${most} at once`;
+    } finally {
+      await ex.close(0);
+    }
+  }, 60_000);
 }
 
 /** The slow measurements (`--full`). */
