@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { pino } from "pino";
 import { pathToFileURL } from "node:url";
 import process from "node:process";
+import { ConfigError } from "../src/errors.ts";
 import { createExecutor, type Isolation } from "../src/executor/mod.ts";
 import type { Executor, JobOutcome, JobRequest } from "../src/executor/types.ts";
 import { fixture } from "./helpers.ts";
@@ -125,4 +126,13 @@ for (const mode of modes) describe(`${mode} pool prefetch`, () => {
       await ex.close(0);
     }
   }, 30_000);
+});
+
+test("a prefetch that is not a whole number >= 0 is refused with a ConfigError", () => {
+  for (const prefetch of [-1, 1.5, Number.NaN]) {
+    expect(() => createExecutor({
+      isolation: "thread", modules: [], registry: new Map(), logger: quiet, redisUrl: "redis://127.0.0.1:6379", prefix: "dt-prefetch",
+      concurrency: 2, threads: 1, prefetch,
+    })).toThrow(ConfigError);
+  }
 });

@@ -34,6 +34,9 @@ export function defaultIsolation(): Isolation {
 
 export function createExecutor(choice: ExecutorChoice): Executor {
   const isolation = choice.isolation ?? defaultIsolation();
+  if (choice.prefetch !== undefined && !(Number.isInteger(choice.prefetch) && choice.prefetch >= 0)) {
+    throw new ConfigError(`prefetch must be a whole number >= 0, not ${String(choice.prefetch)}`);
+  }
   const pool = {
     modules: choice.modules, concurrency: choice.concurrency, threads: choice.threads ?? cpuCount(),
     maxMemoryMb: choice.maxMemoryMb, logger: choice.logger, redisUrl: choice.redisUrl, prefix: choice.prefix,
@@ -42,6 +45,7 @@ export function createExecutor(choice: ExecutorChoice): Executor {
   switch (isolation) {
     case "inline":
       if (choice.maxMemoryMb) choice.logger.warn("--max-memory is not enforced with --isolation inline");
+      if (choice.prefetch) choice.logger.warn("--prefetch has no effect with --isolation inline: handlers run in the worker itself");
       return new InlineExecutor({ registry: choice.registry, concurrency: choice.concurrency, logger: choice.logger, redisUrl: choice.redisUrl });
     case "thread":
       if (runtime() === "deno") {
