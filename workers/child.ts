@@ -59,7 +59,8 @@ channel.onMessage((raw) => {
       return;
     case "run":
       waiting.push(...command.jobs);
-      void pump(host!);
+      if (draining) giveBackWaiting();
+      else void pump(host!);
       return;
     case "stop":
       host?.stop(command.seq, command.why);
@@ -74,7 +75,7 @@ channel.onMessage((raw) => {
     }
     case "drain":
       draining = true;
-      for (const { seq } of waiting.splice(0)) deliver(seq, { status: "interrupted", reason: "the worker shut down before the job started" });
+      giveBackWaiting();
       return;
   }
 });
@@ -103,6 +104,11 @@ async function pump(h: JobHost): Promise<void> {
       if (performance.now() - since >= 1 && i + 1 < run.length) await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
+}
+
+/** The worker shuts down: jobs that have not started go back to their queue, uncharged. */
+function giveBackWaiting(): void {
+  for (const { seq } of waiting.splice(0)) deliver(seq, { status: "interrupted", reason: "the worker shut down before the job started" });
 }
 
 /** Once per turn: the jobs that ended in this turn free their slots together. */
