@@ -76,8 +76,11 @@ export async function runOnce(ctx: BenchContext, system: System, o: RunOptions):
     result.enqueueCommandsPerJob = round(enqueueCommands, 2);
     result.redisCommandsPerJob = round(enqueueCommands + result.processCommandsPerJob!, 2);
     if (result.status === "ok" && o.rate > 0) {
-      // Offering more than half of what the worker drains would measure a queue building up.
-      if (result.processing.jobsPerSec >= 2 * o.rate) {
+      // Offering more than half of what the worker drains would measure a queue building up; after a
+      // cut-off drain, the sends would wait behind what is left and measure that backlog instead.
+      if (!result.processing.complete) {
+        result.note = `no latency run: the drain was cut off at --max-seconds with ${enqueue.total - result.processing.jobs} jobs left`;
+      } else if (result.processing.jobsPerSec >= 2 * o.rate) {
         result.latency = await measureLatency(ctx, system, o.rate, o.latencySeconds, enqueue.total);
       } else {
         result.note = `no latency run: drains ${Math.round(result.processing.jobsPerSec)}/s, under 2x the offered ${o.rate}/s`;

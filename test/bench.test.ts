@@ -69,6 +69,24 @@ describe("dray bench", () => {
     }
   }, 120_000);
 
+  test("given a drain cut off at --max-seconds, when it ends, then no latency is measured behind the backlog", async () => {
+    if (!(await redisAvailable())) return;
+    // given jobs of 10 ms, one at a time, and 0.3 s to drain 1,250 of them
+    const options = {
+      ...parseBenchArgs(["--scenario", "io", "--jobs", "1000", "--threads", "1", "--concurrency", "1", "--isolation", "inline",
+        "--runtime", "bun", "--rate", "5", "--latency-seconds", "0.3", "--rounds", "1", "--max-seconds", "0.3", "--no-baseline"]),
+      redisUrl: REDIS_URL,
+      log: () => undefined,
+    };
+    // when
+    const report = await runBench(options);
+    // then the cell is marked cut off and has no latency figures, and says why
+    const cell = report.cells[0]!;
+    expect(cell.processing.complete).toBe(false);
+    expect(cell.latency).toBeNull();
+    expect(cell.note).toContain("no latency run: the drain was cut off");
+  }, 60_000);
+
   test("given bad flags, when parsed, then they are refused with a ConfigError", () => {
     expect(() => parseBenchArgs(["--scenario", "sleepy"])).toThrow(ConfigError);
     expect(() => parseBenchArgs(["--threads", "1,x"])).toThrow(ConfigError);
