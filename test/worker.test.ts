@@ -263,6 +263,8 @@ describe("worker", () => {
     await until(async () => (await list("ends")).length === 2, "ran");
     await sleep(300);
     expect(await redis.lrange(`${other}:test:ends`, 0, -1)).toEqual([]);
+    // Stopped first: a running worker would make its group and stream again after the cleanup.
+    await w2.stop("SIGKILL");
     await cleanPrefix(other);
   });
 });
