@@ -154,3 +154,18 @@ export async function tickerStarted(p: WorkerProcess, timeout = 20_000): Promise
   await until(() => p.logs.some((l) => l.msg === "cron ticker started") || p.child.exitCode !== null, "cron ticker started", timeout);
   if (p.child.exitCode !== null) throw new Error(`process exited with ${p.child.exitCode}:\n${p.output()}`);
 }
+
+/** When a job ran, as the `iso_span` fixture returns it (epoch ms, one clock for every thread and process). */
+export interface Span {
+  start: number;
+  end: number;
+}
+
+/** Most spans open at one instant: how many jobs ran at once. */
+export function maxOverlap(spans: Span[]): number {
+  const edges = spans.flatMap((s) => [[s.start, 1], [s.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let open = 0;
+  let most = 0;
+  for (const [, d] of edges) most = Math.max(most, (open += d));
+  return most;
+}

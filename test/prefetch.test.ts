@@ -11,7 +11,7 @@ import process from "node:process";
 import { ConfigError } from "../src/errors.ts";
 import { createExecutor, type Isolation } from "../src/executor/mod.ts";
 import type { Executor, JobOutcome, JobRequest } from "../src/executor/types.ts";
-import { fixture } from "./helpers.ts";
+import { fixture, maxOverlap, type Span } from "./helpers.ts";
 
 const quiet = pino({ level: "silent" });
 
@@ -28,17 +28,6 @@ function pool(o: { concurrency: number; threads: number; prefetch: number; grace
 let n = 0;
 function job(actor: string, timeLimit: number, payload: unknown = {}): JobRequest {
   return { id: `pf-${++n}`, actor, queue: "iso", payload, attempt: 1, timeLimit };
-}
-
-type Span = { start: number; end: number };
-
-/** Most spans open at one instant. */
-function maxOverlap(spans: Span[]): number {
-  const edges = spans.flatMap((s) => [[s.start, 1], [s.end, -1]] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  let open = 0;
-  let most = 0;
-  for (const [, d] of edges) most = Math.max(most, (open += d));
-  return most;
 }
 
 const spans = (outcomes: JobOutcome[]): Span[] => outcomes.map((o) => {

@@ -11,8 +11,8 @@ import { parentPort, threadId, workerData } from "node:worker_threads";
 import { enableTypeScriptImports, threadMemoryBytes } from "../src/runtime/mod.ts";
 import type { JobOutcome } from "../src/executor/types.ts";
 import {
-  Cell, cellsPerSlot, decodeBatch, encodeResults, Header, headerAt, stopCodes, type ThreadData, type ThreadReport,
-  type ThreadResults, type ThreadTask,
+  Cell, cellsPerSlot, decodeBatch, encodeResults, Header, headerAt, stopCodes, uncount, type ThreadData,
+  type ThreadReport, type ThreadResults, type ThreadTask,
 } from "../src/executor/thread_protocol.ts";
 import type { JobHost } from "./host.ts";
 
@@ -120,11 +120,6 @@ function countOneMore(): boolean {
   }
 }
 
-/** The job ended here: off the pool-wide count, unless the pool already took it off (Cell.counted). */
-function uncount(task: ThreadTask): void {
-  if (Atomics.compareExchange(cells, at(task.slot, Cell.counted), task.seq, 0) === task.seq) Atomics.sub(cells, started, 1);
-}
-
 /** Once per turn: the jobs that ended in this turn free their slots together, one start report for all. */
 function schedulePump(h: JobHost): void {
   if (pumpScheduled || queue.length === 0) return;
@@ -183,7 +178,7 @@ function runTask(h: JobHost, task: ThreadTask): Promise<void> {
   return outcome.then((o) => {
     slots.delete(task.seq);
     active--;
-    uncount(task);
+    uncount(cells, task.slot, task.seq);
     const posted = deliver(task.seq, o);
     schedulePump(h);
     return posted;

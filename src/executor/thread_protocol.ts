@@ -103,4 +103,15 @@ export const Header = {
 export const headerCells = 2;
 export const headerAt = (cells: Int32Array, cell: number): number => cells.length - headerCells + cell;
 
+/**
+ * Takes a job off {@link Header.started} if it still counts there. Both sides call it, the thread when
+ * the job ends and the pool when it gives up on the job (its thread was stopped or died); the
+ * compare-and-swap on {@link Cell.counted} lets only the first one through.
+ */
+export function uncount(cells: Int32Array, slot: number, seq: number): void {
+  if (Atomics.compareExchange(cells, slot * cellsPerSlot + Cell.counted, seq, 0) === seq) {
+    Atomics.sub(cells, headerAt(cells, Header.started), 1);
+  }
+}
+
 export const stopCodes: Record<StopReason, number> = { timeLimit: 1, abort: 2 };

@@ -4,8 +4,8 @@ import type { Logger } from "pino";
 import { ConfigError, reviveError } from "../errors.ts";
 import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
 import {
-  Cell, cellsPerSlot, decodeResults, encodeBatch, Header, headerAt, headerCells, stopCodes, type ThreadBatch, type ThreadData,
-  type ThreadReport,
+  Cell, cellsPerSlot, decodeResults, encodeBatch, Header, headerAt, headerCells, stopCodes, uncount, type ThreadBatch,
+  type ThreadData, type ThreadReport,
 } from "./thread_protocol.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 
@@ -84,13 +84,13 @@ export class ThreadExecutor implements Executor {
           Atomics.store(cells, at(entry.slot, Cell.stopCode), stopCodes[why]);
           Atomics.store(cells, at(entry.slot, Cell.stopSeq), entry.seq);
         },
+        // Not started yet: the same stop request, which its thread checks before starting it.
         cancel(entry) {
-          // Not started yet: its thread sees this before starting it, and gives it back aborted.
-          Atomics.store(cells, at(entry.slot, Cell.stopCode), stopCodes.abort);
-          Atomics.store(cells, at(entry.slot, Cell.stopSeq), entry.seq);
+          this.signal(entry, "abort");
         },
-        release: (entry) => {
-          this.#uncount(entry);
+        release(entry) {
+          // Still counted means its thread never ended it (stopped, died): take it off for the thread.
+          uncount(cells, entry.slot, entry.seq);
           Atomics.store(cells, at(entry.slot, Cell.stopSeq), 0);
           Atomics.store(cells, at(entry.slot, Cell.onCpu), 0);
         },
@@ -197,7 +197,7 @@ export class ThreadExecutor implements Executor {
     const host = entry.host;
     if (host === undefined) {
       // Piscina placed it on a thread that was being stopped; the job never began, so place it again.
-      this.#uncount(entry);
+      uncount(this.#cells, entry.slot, entry.seq);
       if (tries < 3 && this.#pool) this.#dispatch(entry, tries + 1);
       else this.#book.finish(entry.seq, interrupted("its thread exited before the job started"));
     } else if (this.#book.wasStopped(host)) {
@@ -231,17 +231,6 @@ export class ThreadExecutor implements Executor {
         this.#book.stopHost(r.threadId, `it holds ${Math.round(r.bytes / 1024 / 1024)} MB, over --max-memory ${limit} MB`);
         return;
       }
-    }
-  }
-
-  /**
-   * Takes a job off the pool-wide count of running jobs if its thread never did: the thread was
-   * stopped or died with it (the compare-and-swap on Cell.counted makes sure only one side does).
-   */
-  #uncount(entry: RunningJob): void {
-    const counted = entry.slot * cellsPerSlot + Cell.counted;
-    if (Atomics.compareExchange(this.#cells, counted, entry.seq, 0) === entry.seq) {
-      Atomics.sub(this.#cells, headerAt(this.#cells, Header.started), 1);
     }
   }
 

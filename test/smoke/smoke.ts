@@ -20,7 +20,9 @@ import { createExecutor, defaultIsolation, type Isolation } from "../../src/exec
 import type { Executor, JobOutcome, JobRequest } from "../../src/executor/types.ts";
 import { runtime } from "../../src/runtime/mod.ts";
 import { busyLoop, sleeper } from "../fixtures/isolation.ts";
-import { cleanPrefix, fixture, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type WorkerProcess } from "../helpers.ts";
+import {
+  cleanPrefix, fixture, maxOverlap, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type Span, type WorkerProcess,
+} from "../helpers.ts";
 import { cpuDuring, procfsAvailable } from "../procfs.ts";
 
 const rt = runtime();
@@ -178,14 +180,10 @@ async function prefetch(isolation: Isolation): Promise<void> {
     try {
       // 12 jobs of 80 ms with a 150 ms limit: most wait longer than their limit before they start.
       const outcomes = await Promise.all(Array.from({ length: 12 }, () => ex.run(job("iso_span", 150, { ms: 80 }))));
-      const spans = outcomes.map((o) => {
+      const most = maxOverlap(outcomes.map((o) => {
         assert(o.status === "ok", `outcome ${JSON.stringify(o)}`);
-        return o.value as { start: number; end: number };
-      });
-      const edges = spans.flatMap((sp) => [[sp.start, 1], [sp.end, -1]]).sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
-      let open = 0;
-      let most = 0;
-      for (const [, d] of edges) most = Math.max(most, (open += d!));
+        return o.value as Span;
+      }));
       assert(most === 3, `at most ${most} ran at once`);
       return `at most ${most} at once`;
     } finally {
