@@ -1,4 +1,5 @@
-import { Cron } from "croner";
+import type { Cron } from "croner";
+import { lazy } from "../runtime/mod.ts";
 import { z } from "zod";
 import type { Actor } from "../actor.ts";
 import { ConfigError } from "../errors.ts";
@@ -102,11 +103,14 @@ export function cron(expression: string, target: Actor, options: CronOptionsInpu
   return job;
 }
 
+/** Loaded by the first cron defined: see `lazy`. */
+const croner = lazy<typeof import("croner")>("croner");
+
 /** A paused croner schedule (it never fires: dray only asks it for tick times). */
 export function parse(label: string, expression: string, timezone: string | undefined): Cron {
   let schedule: Cron;
   try {
-    schedule = new Cron(expression.trim(), { paused: true, mode: "5-or-6-parts", ...(timezone ? { timezone } : {}) });
+    schedule = new (croner().Cron)(expression.trim(), { paused: true, mode: "5-or-6-parts", ...(timezone ? { timezone } : {}) });
   } catch (error) {
     throw new ConfigError(`${label} is invalid: ${(error as Error).message}`, { cause: error });
   }

@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
-import { Piscina } from "piscina";
+import type { Piscina } from "piscina";
 import type { Logger } from "pino";
+import { lazy } from "../runtime/mod.ts";
 import { ConfigError, reviveError } from "../errors.ts";
 import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
 import {
@@ -32,6 +33,8 @@ export interface PoolOptions {
   startTimeoutMs?: number | undefined;
 }
 
+/** Loaded by the first pool started: see `lazy`. The app modules a thread imports never start one. */
+const piscina = lazy<typeof import("piscina")>("piscina");
 const threadFile = fileURLToPath(new URL("../../workers/thread.ts", import.meta.url));
 export const memoryReportMs = 250;
 
@@ -114,7 +117,7 @@ export class ThreadExecutor implements Executor {
       concurrency: this.#o.concurrency, perThread: Math.ceil(this.#o.concurrency / this.#threads),
     };
     const ready = new Promise<void>((resolve, reject) => (this.#startup = { resolve, reject }));
-    const pool = new Piscina({
+    const pool = new (piscina().Piscina)({
       filename: threadFile,
       minThreads: this.#threads,
       maxThreads: this.#threads,

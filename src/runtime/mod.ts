@@ -4,6 +4,7 @@
  */
 import process from "node:process";
 import os from "node:os";
+import { createRequire } from "node:module";
 
 export type RuntimeName = "bun" | "deno" | "node";
 
@@ -142,4 +143,17 @@ export function onUncaughtError(handler: (error: unknown) => void): void {
 export function onProcessExit(handler: () => void): () => void {
   process.on("exit", handler);
   return () => void process.off("exit", handler);
+}
+
+const requireHere = createRequire(import.meta.url);
+
+/**
+ * A dependency loaded on its first use instead of at import. Every app module imports dray's one
+ * entry, and every pool thread imports the app modules: loaded eagerly, ioredis, pino, croner and
+ * piscina cost each thread about 10 MB that its handlers mostly never touch. Only packages with a
+ * CommonJS entry can be loaded this way (all four have one); zod is needed at import anyway.
+ */
+export function lazy<T>(specifier: string): () => T {
+  let loaded: T | undefined;
+  return () => (loaded ??= requireHere(specifier) as T);
 }

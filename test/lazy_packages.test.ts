@@ -1,0 +1,40 @@
+/**
+ * A pool thread or child imports the app modules, and so dray's whole public entry. ioredis, pino,
+ * croner and piscina load on first use (src/runtime/mod.ts `lazy`), so a host whose handlers touch
+ * none of them never pays for them (about 10 MB per thread on Bun). One host per pool here, so the
+ * second job runs where the first did.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { pino } from "pino";
+import { pathToFileURL } from "node:url";
+import process from "node:process";
+import { createExecutor, type Isolation } from "../src/executor/mod.ts";
+import type { Executor, JobRequest } from "../src/executor/types.ts";
+import { fixture } from "./helpers.ts";
+
+const modes: Isolation[] = ["thread", "process"];
+let n = 0;
+const job = (actor: string): JobRequest => ({ id: `lazy-${++n}`, actor, queue: "lazy", payload: {}, attempt: 1, timeLimit: 10_000 });
+
+for (const isolation of modes) {
+  describe(`${isolation} host`, () => {
+    let ex: Executor;
+    beforeAll(async () => {
+      ex = createExecutor({
+        isolation, modules: [pathToFileURL(fixture("lazy_app.ts")).href], registry: new Map(), concurrency: 1, threads: 1,
+        logger: pino({ level: "silent" }), redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379", prefix: `lazy-${isolation}`,
+      });
+      await ex.start();
+    }, 60_000);
+    afterAll(async () => await ex.close(0));
+
+    test("given app modules that import dray, when a handler touches nothing, then its host has loaded none of the four", async () => {
+      expect(await ex.run(job("lazy_loaded"))).toMatchObject({ status: "ok", value: [] });
+    });
+
+    test("given a handler that logs and uses ctx.redis, when it runs, then pino and ioredis load there and work", async () => {
+      expect(await ex.run(job("lazy_tools"))).toMatchObject({ status: "ok", value: ["ioredis", "pino"] });
+      expect(await ex.run(job("lazy_loaded"))).toMatchObject({ status: "ok", value: ["ioredis", "pino"] });
+    });
+  });
+}
