@@ -15,6 +15,8 @@ export interface MachineInfo {
   gitCommit: string | null;
   /** BUN_JSC_forceRAMSize the bench gives Bun workers (dray's launcher does the same), MB; null: none. */
   bunHeapMb: number | null;
+  /** BUN_JSC_largeHeapSize given with it (the heap filled before a first collection), MB; null: none. */
+  bunFirstHeapMb: number | null;
 }
 
 function read(path: string): string | null {
@@ -58,12 +60,14 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
     },
     gitCommit: firstLine(["git", "rev-parse", "--short", "HEAD"]),
     bunHeapMb: heapMb(launchEnv("bun").BUN_JSC_forceRAMSize ?? process.env.BUN_JSC_forceRAMSize),
+    bunFirstHeapMb: heapMb(launchEnv("bun").BUN_JSC_largeHeapSize ?? process.env.BUN_JSC_largeHeapSize),
   };
 }
 
 export function machineLine(m: MachineInfo): string {
   const v = Object.entries(m.versions).map(([k, x]) => `${k} ${x ?? "?"}`).join(", ");
-  const heap = m.bunHeapMb === null ? "" : ` · bun GC budget ${m.bunHeapMb} MB`;
+  const first = m.bunFirstHeapMb === null ? "" : `, first heap ${m.bunFirstHeapMb} MB`;
+  const heap = m.bunHeapMb === null ? "" : ` · bun GC budget ${m.bunHeapMb} MB${first}`;
   return `machine: ${m.nproc} cpus (${m.cpu ?? "?"}), ${m.memoryGb ?? "?"} GB · ${v}${m.gitCommit ? ` · dray@${m.gitCommit}` : ""}${heap}`;
 }
 

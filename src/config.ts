@@ -22,29 +22,21 @@ export interface Settings {
 let current: Settings | undefined;
 
 export function settings(): Settings {
-  if (current) return current;
-  const defaults: Omit<Settings, "logger"> = {
+  current ??= {
     redisUrl: env("REDIS_URL") || "redis://127.0.0.1:6379",
     prefix: env("DRAY_PREFIX") || "dray",
+    logger: createLogger(),
     middleware: [],
     maxResultBytes: Number(env("DRAY_MAX_RESULT_BYTES")) || 1_048_576,
   };
-  // The default logger is made when first asked for: a pool thread that configures itself but whose
-  // handlers never log then never loads pino.
-  let logger: Logger | undefined;
-  return (current = Object.defineProperty(defaults, "logger", {
-    enumerable: true, configurable: true, get: () => (logger ??= createLogger()),
-  }) as Settings);
+  return current;
 }
 
 const listeners = new Set<() => void>();
 
 /** Change settings in code; the default broker is rebuilt on next use. */
 export function configure(patch: Partial<Settings>): Settings {
-  // Copied as property descriptors, not values: a spread would call the default logger's getter.
-  current = Object.defineProperties({}, {
-    ...Object.getOwnPropertyDescriptors(settings()), ...Object.getOwnPropertyDescriptors(patch),
-  }) as Settings;
+  current = { ...settings(), ...patch };
   for (const listener of listeners) listener();
   return current;
 }

@@ -1,4 +1,4 @@
-import { pino } from "./logger.ts";
+import { pino } from "pino";
 import { registry as globalRegistry, type Actor } from "./actor.ts";
 import type { Broker } from "./broker/types.ts";
 import { MemoryBroker } from "./broker/memory.ts";
@@ -21,7 +21,7 @@ export interface DrainOptions {
  */
 export async function drain(broker: Broker, options: DrainOptions = {}): Promise<{ completed: number; dead: number; retried: number }> {
   const registry = options.registry ?? globalRegistry;
-  const logger = pino().pino({ level: "silent" });
+  const logger = pino({ level: "silent" });
   const executor = new InlineExecutor({ registry, concurrency: options.concurrency ?? 8, logger });
   const supervisor = new Supervisor({ broker, executor, registry, logger, blockMs: 20, shutdownGrace: 0,
     ...(options.queues ? { queues: options.queues } : {}) });

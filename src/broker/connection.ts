@@ -1,6 +1,5 @@
-import type { Redis, RedisOptions } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import "../runtime/tracing.ts";
-import { lazy } from "../runtime/mod.ts";
 import type { Logger } from "pino";
 import { BrokerError, MalformedMessageError } from "../errors.ts";
 import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";
@@ -46,9 +45,6 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
   }
 }
 
-/** Loaded by the first connection: a pool thread whose handlers never touch Redis never loads it. */
-export const ioredis = lazy<typeof import("ioredis")>("ioredis");
-
 export function connect(options: ConnectOptions, name: string): Redis {
   const redisOptions: RedisOptions = {
     connectionName: name,
@@ -57,7 +53,7 @@ export function connect(options: ConnectOptions, name: string): Redis {
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     lazyConnect: false,
   };
-  const redis = new (ioredis().Redis)(options.url, redisOptions);
+  const redis = new Redis(options.url, redisOptions);
   let lastLog = 0;
   redis.on("error", (error: Error) => {
     // ioredis emits an error per failed reconnect attempt; one line every 5 s is enough.

@@ -1,6 +1,5 @@
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import "../runtime/tracing.ts";
-import { ioredis } from "../broker/connection.ts";
 import type { Logger } from "pino";
 import type { Actor } from "../actor.ts";
 import { JobAborted, serializeError, TimeLimitExceeded } from "../errors.ts";
@@ -54,8 +53,8 @@ export class InlineExecutor implements Executor {
       }, job.timeLimit);
     });
     const run = runJob(this.#options.registry, job, controller.signal, {
-      logger: () => this.#options.logger,
-      redis: () => (this.#redis ??= new (ioredis().Redis)(this.#options.redisUrl ?? "redis://127.0.0.1:6379")),
+      logger: this.#options.logger,
+      redis: () => (this.#redis ??= new Redis(this.#options.redisUrl ?? "redis://127.0.0.1:6379")),
     }).then((outcome) => {
       // A handler that stopped because its signal fired was stopped by the limit.
       if (controller.signal.aborted && outcome.status === "error") {

@@ -4,9 +4,8 @@ import type { Actor, JobContext } from "../actor.ts";
 import { PayloadValidationError, serializeError, UnknownActorError } from "../errors.ts";
 import type { JobOutcome, JobRequest } from "./types.ts";
 
-/** What a handler's context gives on demand: each is made (and its package loaded) on first use. */
 export interface RunTools {
-  logger: () => Logger;
+  logger: Logger;
   redis: () => Redis;
 }
 
@@ -42,7 +41,7 @@ export async function runJob(
       },
       meta: job.meta ?? {},
       get logger() {
-        return (logger ??= tools.logger().child({ jobId: job.id, actor: job.actor }));
+        return (logger ??= tools.logger.child({ jobId: job.id, actor: job.actor }));
       },
       get redis() {
         return tools.redis();

@@ -149,9 +149,11 @@ const requireHere = createRequire(import.meta.url);
 
 /**
  * A dependency loaded on its first use instead of at import. Every app module imports dray's one
- * entry, and every pool thread imports the app modules: loaded eagerly, ioredis, pino, croner and
- * piscina cost each thread about 10 MB that its handlers mostly never touch. Only packages with a
- * CommonJS entry can be loaded this way (all four have one); zod is needed at import anyway.
+ * entry, and every pool thread and child imports the app modules, so whatever the entry loads, each
+ * of them loads too. For piscina (only a worker's supervisor starts a pool) and croner (only where a
+ * cron is defined) that is memory for nothing. ioredis and pino stay eager: handlers use them through
+ * `ctx.redis` and `ctx.logger`, and loading them on first use would stall that thread's jobs once
+ * (about 45 and 11 ms on Bun). Only packages with a CommonJS entry can be loaded this way.
  */
 export function lazy<T>(specifier: string): () => T {
   let loaded: T | undefined;
