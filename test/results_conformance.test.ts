@@ -84,6 +84,26 @@ function conformance(name: string, make: () => Promise<Made>, enabled: () => Pro
       expect(await broker.jobs.get("q", m.id)).toMatchObject({ status: "dead", attempts: 2, error: dead });
     });
 
+    it("a requeued dead letter reads queued again, without expiry, and holds its id again", async (broker) => {
+      const m = msg({ dedup: true });
+      await broker.enqueue([{ message: m }]);
+      const d = await readOne(broker);
+      const error = { name: "Error", message: "gave up" };
+      await broker.deadLetter(d, error, 300, settledRecord(d, "dead", { startedAt: Date.now(), error }));
+      expect(await broker.jobs.get("q", m.id)).toMatchObject({ status: "dead", attempts: 1, error });
+      const [letter] = await broker.deadLetters("q");
+      expect(await broker.requeue("q", [letter!.id])).toBe(1);
+      await sleep(400); // past the dead record's and the id's 300 ms
+      const record = await broker.jobs.get("q", m.id);
+      expect(record).toMatchObject({ id: m.id, actor: "a", queue: "q", status: "queued", attempts: 0, enqueuedAt: m.sentAt });
+      expect(record).not.toHaveProperty("error");
+      expect(record).not.toHaveProperty("finishedAt");
+      expect(await broker.enqueue([{ message: msg({ id: m.id, dedup: true, payload: "again" }) }])).toEqual([false]);
+      const again = await readOne(broker);
+      expect(again.message).toMatchObject({ id: m.id, payload: 1 });
+      expect(again.retries).toBe(0);
+    });
+
     it("a deferral charges no attempt; give back leaves the record queued", async (broker) => {
       const m = msg();
       await broker.enqueue([{ message: m }]);

@@ -22,12 +22,14 @@ export async function listDeadLetters(redis: Scripted, k: QueueKeys, queue: stri
 
 /** Moves dead letters back to their streams (all of them when `ids` is omitted), 500 per script call. */
 export async function requeueDeadLetters(redis: Scripted, k: QueueKeys, ids?: string[]): Promise<number> {
-  if (ids) return await redis.drayRequeue(k.dlq, k.priorities, k.streamPrefix, ...ids);
+  // The script makes a job's record and id keys from these prefixes (same hash tag as the dlq).
+  const requeue = (entryIds: string[]) => redis.drayRequeue(k.dlq, k.priorities, k.streamPrefix, k.job(""), k.dedup(""), ...entryIds);
+  if (ids) return await requeue(ids);
   let total = 0;
   for (;;) {
     const batch = ((await redis.xrange(k.dlq, "-", "+", "COUNT", 500)) as Entry[]).map((e) => e[0]);
     if (batch.length === 0) return total;
-    total += await redis.drayRequeue(k.dlq, k.priorities, k.streamPrefix, ...batch);
+    total += await requeue(batch);
   }
 }
 

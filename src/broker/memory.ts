@@ -70,7 +70,7 @@ export class MemoryBroker implements Broker {
 
   async enqueue(requests: SendRequest[]): Promise<boolean[]> {
     return requests.map(({ message, delay, at }) => {
-      const key = `${message.queue}\u0000${message.id}`;
+      const key = dedupKey(message.queue, message.id);
       if (message.dedup) {
         const until = this.#dedup.get(key);
         if (until !== undefined && until > Date.now()) return false;
@@ -150,7 +150,7 @@ export class MemoryBroker implements Broker {
   }
 
   #settleDedup(queue: string, id: string, keepMs: number): void {
-    const key = `${queue}\u0000${id}`;
+    const key = dedupKey(queue, id);
     if (keepMs > 0) this.#dedup.set(key, Date.now() + keepMs);
     else this.#dedup.delete(key);
   }
@@ -229,6 +229,10 @@ export class MemoryBroker implements Broker {
       const body = "raw" in l.message ? l.message.raw : encodeMessage(l.message);
       const priority = "raw" in l.message ? 0 : l.message.priority;
       this.#push(queue, priority, { entryId: this.#entryId(), body, retries: 0 });
+      if ("raw" in l.message) continue;
+      // Waiting again, as the REQUEUE script has it: a sender's record, and its id held again.
+      if (l.message.tracked) this.jobs.put(pendingRecord(l.message));
+      if (l.message.dedup) this.#dedup.set(dedupKey(l.message.queue, l.message.id), Infinity);
     }
     return chosen.length;
   }
@@ -286,4 +290,9 @@ class MemoryLimits implements RateLimits {
   async release(key: string, token: string): Promise<void> {
     this.#slots.get(key)?.delete(token);
   }
+}
+
+/** A job id as the dedup map holds it: per queue, as Redis's `{<p>:<q>}:id:<jobId>` keys are. */
+function dedupKey(queue: string, id: string): string {
+  return `${queue}\u0000${id}`;
 }

@@ -214,14 +214,17 @@ return 0
 `;
 
 /**
- * requeue: move dead letters back to the queue's stream with retries reset.
+ * requeue: move dead letters back to the queue's stream with retries reset. The job is waiting again,
+ * so it reads that way: a job with a record gets the record a sender writes (queued, no attempts, no
+ * expiry) in place of its dead one, and a job sent with a jobId holds its id again (no expiry), so
+ * that a second send is a no-op while it waits.
  * KEYS: dlq, priorities
- * ARGV: streamPrefix, id1, id2, ... (entry ids in the dlq)
+ * ARGV: streamPrefix, recordKeyPrefix, dedupKeyPrefix, id1, id2, ... (entry ids in the dlq)
  * Returns: number of letters requeued.
  */
 export const REQUEUE = `
 local n = 0
-for i = 2, #ARGV do
+for i = 4, #ARGV do
   local entries = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
   local e = entries[1]
   if e then
@@ -232,6 +235,14 @@ for i = 2, #ARGV do
       local prio = string.match(body, '"priority":(-?%d+)') or '0'
       redis.call('SADD', KEYS[2], prio)
       redis.call('XADD', ARGV[1] .. prio, '*', 'm', body, 'r', '0')
+      local ok, m = pcall(cjson.decode, body)
+      if ok and type(m) == 'table' and type(m.id) == 'string' then
+        if m.tracked == true then
+          redis.call('SET', ARGV[2] .. m.id, cjson.encode({ id = m.id, actor = m.actor, queue = m.queue,
+            status = 'queued', enqueuedAt = m.sentAt, attempts = 0 }))
+        end
+        if m.dedup == true then redis.call('SET', ARGV[3] .. m.id, 'queued') end
+      end
     end
     redis.call('XDEL', KEYS[1], ARGV[i])
     n = n + 1
