@@ -42,6 +42,11 @@ export interface Delivery {
   message: Message;
   /** Attempts already made before this delivery (0 on the first). */
   retries: number;
+  /**
+   * Claims on this delivery the broker took back after the visibility timeout: each time, the
+   * consumer holding it died (or stalled) without settling it. Absent when none.
+   */
+  lost?: number;
   /** Broker-specific locator (stream key and entry id for Redis). */
   ref: DeliveryRef;
 }

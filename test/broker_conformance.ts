@@ -168,6 +168,26 @@ export function brokerConformance(name: string, make: (visibilityTimeout: number
       expect(again.map((d) => d.message.payload)).toEqual(["lost"]);
     }, 400);
 
+    it("counts the claims it takes back on a message; a new entry (a retry) starts again at none", async ({ broker }) => {
+      await broker.enqueue([{ message: msg("q") }]);
+      const [d] = ok(await broker.read(["q"], 10, 0));
+      expect(d!.lost).toBeUndefined();
+      for (const lost of [1, 2]) {
+        await sleep(450); // the consumer holding it "died": no settle, no extend
+        const [again] = ok(await broker.read(["q"], 10, 0));
+        expect(again!.message.id).toBe(d!.message.id);
+        expect(again!.lost).toBe(lost);
+        expect(again!.retries).toBe(0);
+      }
+      await sleep(450);
+      const [third] = ok(await broker.read(["q"], 10, 0));
+      await broker.retry(third!, 0);
+      await sleep(20);
+      const [retried] = ok(await broker.read(["q"], 10, 0));
+      expect(retried!.retries).toBe(1);
+      expect(retried!.lost).toBeUndefined();
+    }, 400);
+
     it("a settle by a consumer that lost its claim does not duplicate the message", async ({ broker }) => {
       await broker.enqueue([{ message: msg("q") }]);
       const [d] = ok(await broker.read(["q"], 10, 0));

@@ -8,6 +8,7 @@ import { actor, type Actor } from "../src/actor.ts";
 import { MemoryBroker } from "../src/broker/memory.ts";
 import type { Message } from "../src/message.ts";
 import { isPromise, runAfterProcess, runBeforeProcess, type ProcessInfo } from "../src/middleware.ts";
+import { maxLostClaims } from "../src/middleware/retries.ts";
 import { defaultMiddleware } from "../src/supervisor.ts";
 
 const plain = actor("mw_plain", { queue: "mw" }, () => 1);
@@ -19,6 +20,22 @@ function info(a: Actor, extra: Partial<Message> = {}): ProcessInfo {
 }
 
 const ok = { status: "ok", value: 1, duration: 1 } as const;
+
+describe("lost claims", () => {
+  test("given a message whose claim was lost up to the limit, when it is delivered again, then it runs", () => {
+    const job = info(plain);
+    job.delivery.lost = maxLostClaims;
+    expect(runBeforeProcess(defaultMiddleware, job)).toBeUndefined();
+  });
+
+  test("given one lost claim more, when it is delivered again, then it is dead-lettered as WorkerCrashed without running", () => {
+    const job = info(plain);
+    job.delivery.lost = maxLostClaims + 1;
+    const decision = runBeforeProcess(defaultMiddleware, job);
+    expect(decision).toMatchObject({ kind: "deadLetter", error: { name: "WorkerCrashed" } });
+    expect((decision as { error: { message: string } }).error.message).toContain(`died ${maxLostClaims + 1} times`);
+  });
+});
 
 describe("default middleware on the hot path", () => {
   test("given a plain job, when its hooks run, then each answers at once: ack, no promise", () => {

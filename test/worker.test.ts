@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { configure } from "../src/config.ts";
 import { closeBroker } from "../src/client.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
-import { aged, explicit, failing, flagged, normal, slow, typed, urgent } from "./fixtures/core_app.ts";
+import { aged, explicit, failing, flagged, normal, poison, slow, typed, urgent } from "./fixtures/core_app.ts";
+import { maxLostClaims } from "../src/middleware/retries.ts";
 import { cleanPrefix, fixture, REDIS_URL, root, runtimeCommand, sleep, spawnWorker, started, testPrefix, until, type WorkerProcess } from "./helpers.ts";
 
 const app = fixture("core_app.ts");
@@ -67,6 +68,29 @@ describe("worker", () => {
     }, "queue settled", 15_000);
     expect((await broker.stats("core"))).toMatchObject({ ready: 0, running: 0, delayed: 0, dead: 0 });
   }, 40_000);
+
+  it("a message that kills its worker every time is dead-lettered as WorkerCrashed once its lost claims run out", async () => {
+    // given a job whose handler kills the worker process, with maxRetries 5 (crashes are counted apart)
+    await poison.send({});
+    // when it kills one worker after another: the first run, then once per claim the broker takes back
+    for (let run = 1; run <= maxLostClaims + 1; run++) {
+      const w = worker(["--visibility-timeout", "400"]);
+      const code = await Promise.race([w.exited, sleep(15_000).then(() => "still running")]);
+      expect(code).not.toBe("still running");
+      expect((await list("poison")).length).toBe(run);
+    }
+    // then the next worker dead-letters it without running it, and keeps going
+    const survivor = worker(["--visibility-timeout", "400"]);
+    await started(survivor);
+    await until(async () => (await broker.stats("core")).dead === 1, "poison dead-lettered", 15_000);
+    const [letter] = await broker.deadLetters("core");
+    expect(letter!.error).toMatchObject({ name: "WorkerCrashed" });
+    expect(letter!.error.message).toContain(`died ${maxLostClaims + 1} times`);
+    expect((await list("poison")).length).toBe(maxLostClaims + 1);
+    await normal.send({ n: 1 });
+    await until(async () => (await list("order")).length === 1, "a normal job after it", 10_000);
+    expect(survivor.child.exitCode).toBeNull();
+  }, 90_000);
 
   it("a job running longer than the visibility timeout is not run twice", async () => {
     // given two workers with a 600 ms visibility timeout

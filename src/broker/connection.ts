@@ -37,7 +37,8 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
     const ref = { stream, entryId };
     try {
       const message = decodeMessage(raw.m, queue);
-      out.push({ message, retries: Number(raw.r ?? 0) || 0, ref });
+      const lost = Number(raw.l ?? 0) || 0;
+      out.push(lost > 0 ? { message, retries: Number(raw.r ?? 0) || 0, lost, ref } : { message, retries: Number(raw.r ?? 0) || 0, ref });
     } catch (error) {
       const e = error instanceof MalformedMessageError ? error : new MalformedMessageError(String(error));
       out.push({ malformed: true, raw, error: e, ref, queue });

@@ -15,6 +15,8 @@ interface Pending {
   entry: Entry;
   priority: number;
   claimedAt: number;
+  /** Claims lost so far (taken back after the visibility timeout). */
+  lost: number;
 }
 
 interface QueueState {
@@ -114,13 +116,14 @@ export class MemoryBroker implements Broker {
         if (out.length >= count) break;
         if (now - p.claimedAt < this.visibilityTimeout) continue;
         p.claimedAt = now; // reclaimed: delivered again
-        out.push(this.#decode(queue, p.priority, { ...p.entry, entryId }));
+        p.lost++;
+        out.push(this.#decode(queue, p.priority, { ...p.entry, entryId }, p.lost));
       }
       for (const priority of [...q.ready.keys()].sort((a, b) => b - a)) {
         const list = q.ready.get(priority)!;
         while (list.length > 0 && out.length < count) {
           const entry = list.shift()!;
-          q.pending.set(entry.entryId, { entry, priority, claimedAt: now });
+          q.pending.set(entry.entryId, { entry, priority, claimedAt: now, lost: 0 });
           const d = this.#decode(queue, priority, entry);
           if (!("malformed" in d) && d.message.tracked) this.jobs.markRunning(queue, d.message.id);
           out.push(d);
@@ -130,10 +133,11 @@ export class MemoryBroker implements Broker {
     return out;
   }
 
-  #decode(queue: string, priority: number, entry: Entry): Delivery | MalformedDelivery {
+  #decode(queue: string, priority: number, entry: Entry, lost = 0): Delivery | MalformedDelivery {
     const ref = { stream: `${queue}:${priority}`, entryId: entry.entryId };
     try {
-      return { message: decodeMessage(entry.body, queue), retries: entry.retries, ref };
+      const message = decodeMessage(entry.body, queue);
+      return lost > 0 ? { message, retries: entry.retries, lost, ref } : { message, retries: entry.retries, ref };
     } catch (error) {
       const e = error instanceof MalformedMessageError ? error : new MalformedMessageError(String(error));
       return { malformed: true, raw: { m: entry.body }, error: e, ref, queue };

@@ -7,7 +7,9 @@
 /**
  * read: one round trip that (1) moves due delayed messages to their streams, (2) optionally reclaims
  * entries idle longer than the visibility timeout from dead consumers, (3) reads new entries,
- * highest priority first, creating the consumer group on first use.
+ * highest priority first, creating the consumer group on first use. A reclaimed entry is handed out
+ * with one more field, 'l': the claims on it lost so far (its delivery count - 1), which the retries
+ * middleware uses to stop a message that keeps killing its workers.
  * With count 0 it only does (1) and reports the levels: a queue with one level is then read with a
  * plain XREADGROUP pipelined after it, because handing entries through Lua tables cost Redis about
  * 3 us per entry, more than the XREADGROUP itself (see RedisBroker.read).
@@ -56,7 +58,16 @@ for _, prio in ipairs(prios) do
   if reclaimIdle > 0 then
     local ok, res = pcall(redis.call, 'XAUTOCLAIM', stream, group, consumer, reclaimIdle, '0-0', 'COUNT', count)
     if ok then
-      for _, e in ipairs(res[2]) do table.insert(entries, e) end
+      for _, e in ipairs(res[2]) do
+        if type(e[2]) == 'table' then
+          local p = redis.call('XPENDING', stream, group, e[1], e[1], 1)
+          if p[1] then
+            table.insert(e[2], 'l')
+            table.insert(e[2], tostring(tonumber(p[1][4]) - 1))
+          end
+        end
+        table.insert(entries, e)
+      end
     else
       ensureGroup(stream)
     end
