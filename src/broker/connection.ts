@@ -37,8 +37,10 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
     const ref = { stream, entryId };
     try {
       const message = decodeMessage(raw.m, queue);
+      const retries = Number(raw.r ?? 0) || 0;
+      // 'l' comes only with a reclaimed entry (the READ script adds it): claims lost on it so far.
       const lost = Number(raw.l ?? 0) || 0;
-      out.push(lost > 0 ? { message, retries: Number(raw.r ?? 0) || 0, lost, ref } : { message, retries: Number(raw.r ?? 0) || 0, ref });
+      out.push(lost > 0 ? { message, retries, lost, ref } : { message, retries, ref });
     } catch (error) {
       const e = error instanceof MalformedMessageError ? error : new MalformedMessageError(String(error));
       out.push({ malformed: true, raw, error: e, ref, queue });
