@@ -48,6 +48,7 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
   const server = String(await redis.call("INFO", "server"));
   const version = (name: "bun" | "node" | "deno") =>
     firstLine([runtimeCommand(name)[0]!, "--version"])?.replace(/^deno /, "").replace(/^v/, "") ?? null;
+  const bunEnv = launchEnv("bun");
   return {
     nproc: cpuCount(),
     memoryGb: mem ? Math.round(Number(mem[1]) / 2 ** 20 * 10) / 10 : null,
@@ -59,8 +60,8 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
       bullmq: packageVersion(join(root, "node_modules", "bullmq")),
     },
     gitCommit: firstLine(["git", "rev-parse", "--short", "HEAD"]),
-    bunHeapMb: heapMb(launchEnv("bun").BUN_JSC_forceRAMSize ?? process.env.BUN_JSC_forceRAMSize),
-    bunFirstHeapMb: heapMb(launchEnv("bun").BUN_JSC_largeHeapSize ?? process.env.BUN_JSC_largeHeapSize),
+    bunHeapMb: heapMb(bunEnv.BUN_JSC_forceRAMSize ?? process.env.BUN_JSC_forceRAMSize),
+    bunFirstHeapMb: heapMb(bunEnv.BUN_JSC_largeHeapSize ?? process.env.BUN_JSC_largeHeapSize),
   };
 }
 

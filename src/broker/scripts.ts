@@ -249,6 +249,7 @@ for i = 4, #ARGV do
       local ok, m = pcall(cjson.decode, body)
       if ok and type(m) == 'table' and type(m.id) == 'string' then
         if m.tracked == true then
+          -- The fields of pendingRecord (src/results/record.ts), which the MemoryBroker uses here.
           redis.call('SET', ARGV[2] .. m.id, cjson.encode({ id = m.id, actor = m.actor, queue = m.queue,
             status = 'queued', enqueuedAt = m.sentAt, attempts = 0 }))
         end

@@ -14,8 +14,8 @@
 // its first collection and the least it is sized to after one, from Bun's 8 MB to 4 MB (what JSC
 // gives its "medium" heaps). It matters where the live heap is small, as in a pool thread that keeps
 // a few MB alive: each VM otherwise holds 8 MB or more of garbage between collections. Measured in
-// bench/README.md: worker RSS 111 instead of 118 MB at --threads 1 --concurrency 10, 139 instead of
-// 150 MB at --threads 2 --concurrency 200, with throughput unchanged within the noise.
+// bench/README.md: worker RSS 112 instead of 117-118 MB at --threads 1 --concurrency 10, 135-138
+// instead of 150-152 MB at --threads 2 --concurrency 200, with throughput unchanged within the noise.
 
 /** The budget when DRAY_HEAP_MB is not set, MB. */
 export const defaultHeapMb = 256;
