@@ -17,6 +17,8 @@ export interface MachineInfo {
   bunHeapMb: number | null;
   /** BUN_JSC_largeHeapSize given with it (the heap filled before a first collection), MB; null: none. */
   bunFirstHeapMb: number | null;
+  /** MIMALLOC_PURGE_DELAY given with it (how long freed memory stays resident), ms; null: none. */
+  bunPurgeDelayMs: number | null;
 }
 
 function read(path: string): string | null {
@@ -62,14 +64,20 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
     gitCommit: firstLine(["git", "rev-parse", "--short", "HEAD"]),
     bunHeapMb: heapMb(bunEnv.BUN_JSC_forceRAMSize ?? process.env.BUN_JSC_forceRAMSize),
     bunFirstHeapMb: heapMb(bunEnv.BUN_JSC_largeHeapSize ?? process.env.BUN_JSC_largeHeapSize),
+    bunPurgeDelayMs: number(bunEnv.MIMALLOC_PURGE_DELAY ?? process.env.MIMALLOC_PURGE_DELAY),
   };
 }
 
 export function machineLine(m: MachineInfo): string {
   const v = Object.entries(m.versions).map(([k, x]) => `${k} ${x ?? "?"}`).join(", ");
-  const first = m.bunFirstHeapMb === null ? "" : `, first heap ${m.bunFirstHeapMb} MB`;
+  const purge = m.bunPurgeDelayMs === null ? "" : `, mimalloc purge delay ${m.bunPurgeDelayMs} ms`;
+  const first = (m.bunFirstHeapMb === null ? "" : `, first heap ${m.bunFirstHeapMb} MB`) + purge;
   const heap = m.bunHeapMb === null ? "" : ` · bun GC budget ${m.bunHeapMb} MB${first}`;
   return `machine: ${m.nproc} cpus (${m.cpu ?? "?"}), ${m.memoryGb ?? "?"} GB · ${v}${m.gitCommit ? ` · dray@${m.gitCommit}` : ""}${heap}`;
+}
+
+function number(text: string | undefined): number | null {
+  return text === undefined || text === "" || !Number.isFinite(Number(text)) ? null : Number(text);
 }
 
 function heapMb(bytes: string | undefined): number | null {

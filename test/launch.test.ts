@@ -7,18 +7,18 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bunHeapEnv, defaultHeapMb, firstHeapBytes } from "../src/runtime/heap.mjs";
+import { bunHeapEnv, defaultHeapMb, firstHeapBytes, purgeDelayMs } from "../src/runtime/heap.mjs";
 
 const dir = mkdtempSync(join(tmpdir(), "dray-launch-"));
 const fakeBun = join(dir, "bun");
-writeFileSync(fakeBun, '#!/bin/sh\necho "budget=${BUN_JSC_forceRAMSize:-none} first=${BUN_JSC_largeHeapSize:-none} args=$*"\n');
+writeFileSync(fakeBun, '#!/bin/sh\necho "budget=${BUN_JSC_forceRAMSize:-none} first=${BUN_JSC_largeHeapSize:-none} purge=${MIMALLOC_PURGE_DELAY:-none} args=$*"\n');
 chmodSync(fakeBun, 0o755);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Runs the launcher as `bun run` would (npm_execpath = the bun binary), with `env` on top of a clean one. */
 function launch(env: Record<string, string>) {
   const base = Object.fromEntries(Object.entries(process.env)
-    .filter(([k]) => !["BUN_JSC_forceRAMSize", "BUN_JSC_largeHeapSize", "DRAY_HEAP_MB", "npm_config_user_agent", "npm_execpath"].includes(k)));
+    .filter(([k]) => !["BUN_JSC_forceRAMSize", "BUN_JSC_largeHeapSize", "MIMALLOC_PURGE_DELAY", "DRAY_HEAP_MB", "npm_config_user_agent", "npm_execpath"].includes(k)));
   const out = spawnSync("node", ["src/cli/launch.mjs", "worker", "app.ts"], {
     cwd: join(import.meta.dir, ".."), encoding: "utf8",
     env: { ...base, npm_execpath: fakeBun, npm_config_user_agent: "bun/1.4.5", ...env },
@@ -30,17 +30,21 @@ describe("launcher GC budget", () => {
   test("given no setting, when a Bun worker is launched, then it gets the default budget and its arguments", () => {
     const r = launch({});
     expect(r.status).toBe(0);
-    expect(r.stdout).toBe(`budget=${defaultHeapMb * 1024 * 1024} first=${firstHeapBytes} args=${join(import.meta.dir, "..", "src/cli/main.ts")} worker app.ts`);
+    expect(r.stdout).toBe(`budget=${defaultHeapMb * 1024 * 1024} first=${firstHeapBytes} purge=${purgeDelayMs} args=${join(import.meta.dir, "..", "src/cli/main.ts")} worker app.ts`);
   });
 
   test("given DRAY_HEAP_MB, when launched, then the budget follows it; 0 leaves Bun's own sizing", () => {
-    expect(launch({ DRAY_HEAP_MB: "64" }).stdout).toStartWith(`budget=${64 * 1024 * 1024} first=${firstHeapBytes} `);
-    expect(launch({ DRAY_HEAP_MB: "0" }).stdout).toStartWith("budget=none first=none ");
+    expect(launch({ DRAY_HEAP_MB: "64" }).stdout).toStartWith(`budget=${64 * 1024 * 1024} first=${firstHeapBytes} purge=${purgeDelayMs} `);
+    expect(launch({ DRAY_HEAP_MB: "0" }).stdout).toStartWith("budget=none first=none purge=none ");
   });
 
-  test("given the user's own BUN_JSC_forceRAMSize or BUN_JSC_largeHeapSize, when launched, then each is kept", () => {
-    expect(launch({ BUN_JSC_forceRAMSize: "123456789", DRAY_HEAP_MB: "64" }).stdout).toStartWith(`budget=123456789 first=${firstHeapBytes} `);
-    expect(launch({ BUN_JSC_largeHeapSize: "2097152" }).stdout).toStartWith(`budget=${defaultHeapMb * 1024 * 1024} first=2097152 `);
+  test("given the user's own BUN_JSC_forceRAMSize, BUN_JSC_largeHeapSize or MIMALLOC_PURGE_DELAY, when launched, then each is kept", () => {
+    expect(launch({ BUN_JSC_forceRAMSize: "123456789", DRAY_HEAP_MB: "64" }).stdout)
+      .toStartWith(`budget=123456789 first=${firstHeapBytes} purge=${purgeDelayMs} `);
+    expect(launch({ BUN_JSC_largeHeapSize: "2097152" }).stdout)
+      .toStartWith(`budget=${defaultHeapMb * 1024 * 1024} first=2097152 purge=${purgeDelayMs} `);
+    expect(launch({ MIMALLOC_PURGE_DELAY: "100" }).stdout)
+      .toStartWith(`budget=${defaultHeapMb * 1024 * 1024} first=${firstHeapBytes} purge=100 `);
   });
 
   test("given a DRAY_HEAP_MB that is not a size, when launched, then it exits 2 naming the variable and starts nothing", () => {
@@ -54,6 +58,7 @@ describe("launcher GC budget", () => {
     expect(() => bunHeapEnv({ DRAY_HEAP_MB: "-1" })).toThrow(/DRAY_HEAP_MB/);
     expect(bunHeapEnv({ DRAY_HEAP_MB: "1.5" })).toEqual({
       BUN_JSC_forceRAMSize: String(Math.round(1.5 * 1024 * 1024)), BUN_JSC_largeHeapSize: String(firstHeapBytes),
+      MIMALLOC_PURGE_DELAY: String(purgeDelayMs),
     });
   });
 });
