@@ -10,6 +10,8 @@ import { pathToFileURL } from "node:url";
 import process from "node:process";
 import { ConfigError } from "../src/errors.ts";
 import { createExecutor, type Isolation } from "../src/executor/mod.ts";
+import { queueOptions } from "../src/executor/thread_protocol.ts";
+import { placeByJobs } from "../src/executor/threads.ts";
 import type { Executor, JobOutcome, JobRequest } from "../src/executor/types.ts";
 import { fixture, maxOverlap, type Span } from "./helpers.ts";
 
@@ -124,4 +126,32 @@ test("a prefetch that is not a whole number >= 0 is refused with a ConfigError",
       concurrency: 2, threads: 1, prefetch,
     })).toThrow(ConfigError);
   }
+});
+
+describe("thread pool balancer", () => {
+  type Workers = Parameters<ReturnType<typeof placeByJobs>>[1];
+  type Task = Parameters<ReturnType<typeof placeByJobs>>[0];
+  const worker = (id: number, currentUsage: number, terminating = false) =>
+    ({ id, currentUsage, terminating, destroyed: false, isRunningAbortableTask: false, histogram: null }) as unknown as Workers[number];
+  const task = (jobs?: number) => (jobs === undefined ? {} : { [queueOptions]: { jobs } }) as unknown as Task;
+
+  test("a batch goes to the thread with the fewest jobs waiting or running, not the fewest batches", () => {
+    // Thread 1 holds one batch of 100 jobs, thread 2 three batches of 2: piscina's own pick is thread 1.
+    const load = new Map([[1, 100], [2, 6]]);
+    const place = placeByJobs(load);
+    expect(place(task(10), [worker(1, 1), worker(2, 3)])?.id).toBe(2);
+    expect(load.get(2)).toBe(16);
+    expect(place(task(90), [worker(1, 1), worker(2, 4)])?.id).toBe(2);
+    expect(place(task(1), [worker(1, 1), worker(2, 5)])?.id).toBe(1);
+    expect([load.get(1), load.get(2)]).toEqual([101, 106]);
+  });
+
+  test("a thread being stopped gets nothing; a task without a count counts one; no thread, no placement", () => {
+    const load = new Map<number, number>();
+    const place = placeByJobs(load);
+    expect(place(task(), [worker(1, 0, true), worker(2, 9)])?.id).toBe(2);
+    expect(load.get(2)).toBe(1);
+    expect(place(task(5), [worker(1, 0, true)])).toBeNull();
+    expect(place(task(5), [])).toBeNull();
+  });
 });

@@ -11,7 +11,7 @@ import { parentPort, threadId, workerData } from "node:worker_threads";
 import { enableTypeScriptImports, threadMemoryBytes } from "../src/runtime/mod.ts";
 import type { JobOutcome } from "../src/executor/types.ts";
 import {
-  Cell, cellsPerSlot, decodeBatch, encodeResults, Header, headerAt, stopCodes, uncount, type ThreadData,
+  type BatchTask, Cell, cellsPerSlot, decodeBatch, encodeResults, Header, headerAt, stopCodes, uncount, type ThreadData,
   type ThreadReport, type ThreadResults, type ThreadTask,
 } from "../src/executor/thread_protocol.ts";
 import type { JobHost } from "./host.ts";
@@ -55,8 +55,8 @@ let active = 0;
 let pumpScheduled = false;
 
 /** Piscina's task: one batch of jobs, as {@link encodeBatch} text. */
-export default async function runBatch(text: string): Promise<void> {
-  const batch = decodeBatch(text);
+export default async function runBatch(task: BatchTask): Promise<void> {
+  const batch = decodeBatch(task.text);
   let h: JobHost;
   try {
     h = await host;
@@ -197,7 +197,7 @@ function deliver(seq: number, outcome: JobOutcome): Promise<void> {
     const results = outbox;
     outbox = [];
     posted = undefined;
-    report({ kind: "done", results: encodeResults(results) });
+    report({ kind: "done", threadId, count: results.length, results: encodeResults(results) });
     resolve();
   }));
   return posted;

@@ -38,6 +38,17 @@ export interface ThreadBatch {
   tasks: ThreadTask[];
 }
 
+/**
+ * What one piscina task carries: the batch as JSON text, and under piscina's queue-options symbol
+ * (which stays on this side: a structured clone drops symbol keys) how many jobs it holds, for the
+ * pool's balancer.
+ */
+export interface BatchTask {
+  text: string;
+  [queueOptions]?: { jobs: number };
+}
+export const queueOptions: unique symbol = Symbol.for("Piscina.queueOptions") as never;
+
 /** Outcomes of jobs that finished in one turn of a thread's event loop. */
 export type ThreadResults = Array<[seq: number, outcome: JobOutcome]>;
 
@@ -65,8 +76,8 @@ export type ThreadReport =
   | { kind: "failed"; threadId: number; error: SerializedError }
   /** These jobs of a batch begin now, in this order: their deadlines count from here. */
   | { kind: "start"; seqs: number[]; threadId: number }
-  /** `results`: {@link encodeResults} of the outcomes finished in one turn. */
-  | { kind: "done"; results: string }
+  /** `results`: {@link encodeResults} of the `count` outcomes finished in one turn. */
+  | { kind: "done"; threadId: number; count: number; results: string }
   | { kind: "memory"; threadId: number; bytes: number };
 
 /**
