@@ -9,6 +9,8 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { parseBenchArgs } from "../src/cli/bench.ts";
 import { runBench, type BenchReport } from "../bench/mod.ts";
+import type { RunResult } from "../bench/runner.ts";
+import { evaluateTargets } from "../bench/summary.ts";
 import { ConfigError } from "../src/errors.ts";
 import { REDIS_URL, redisAvailable } from "./helpers.ts";
 
@@ -95,5 +97,15 @@ describe("dray bench", () => {
     expect(() => parseBenchArgs(["--prefetch", "some"])).toThrow(ConfigError);
     expect(parseBenchArgs(["--prefetch", "0"]).prefetch).toBe(0);
     expect(parseBenchArgs([]).prefetch).toBeUndefined();
+  });
+
+  test("given medians of two rounds, when the targets are printed, then commands per job show two decimals at most", () => {
+    // The median of 3.20 and 3.19 is 3.1950000000000003 in floating point.
+    const dray = { status: "ok", processing: { jobsPerSec: 1000 }, enqueue: { bulkJobsPerSec: 1000 },
+      redisCommandsPerJob: (3.2 + 3.19) / 2, enqueueCommandsPerJob: 2, processCommandsPerJob: (1.2 + 1.19) / 2 } as unknown as RunResult;
+    const line = evaluateTargets({ scenario: "noop", isolation: "thread", dray, baseline: undefined, bullInProcess: undefined, bullThreads: undefined })
+      .find((t) => t.name.startsWith("<= 5 Redis commands"))!;
+    expect(line.status).toBe("PASS");
+    expect(line.detail).toBe("3.2 commands/job (enqueue 2 + processing 1.19)");
   });
 });
