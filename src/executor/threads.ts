@@ -47,7 +47,7 @@ interface Placement {
 /**
  * Runs handlers in a piscina pool of worker threads, many per thread. Jobs go out in batches, one
  * piscina task per thread per flush, because a message costs the worker tens of µs of CPU, more than
- * a no-op job itself. Piscina places the batches; the thread reports which jobs start where, so the
+ * a no-op job itself. Piscina places the batches (by jobs, see placeByJobs); the thread reports which jobs start where, so the
  * JobBook can abort a job's signal at its time limit and terminate its thread if it does not stop.
  * Piscina then replaces the thread.
  *
@@ -258,7 +258,7 @@ type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]
  * done (`load`, by threadId, which it adds the batch to). Piscina's own balancer counts batches: a
  * thread holding one batch of 100 jobs looked less busy than one holding three of 2, got the next
  * batch too, and the other ran out of waiting jobs and left slots idle. In an io run at --threads 2
- * --concurrency 200 this halved the gap between the threads' loads (65-80 jobs to 35-45).
+ * --concurrency 200 this halved the gap between the threads' loads (65-81 jobs to 35-48).
  */
 export function placeByJobs(load: Map<number, number>): Balancer {
   return (task, workers) => {

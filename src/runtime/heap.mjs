@@ -22,8 +22,8 @@
 // holds the JS heaps) keeps pages it freed for 100 ms before returning them to the OS, in case they
 // are wanted again; in a worker that collects many times a second that is always a few MB of freed
 // garbage still resident. Measured in bench/README.md: peak RSS 108-110 instead of 112-115 MB at
-// --threads 1 --concurrency 10, 3-6 MB less at concurrency 256 and in the io run, throughput within
-// the noise (five interleaved pairs at concurrency 256: medians 24.9k and 25.0k jobs/s).
+// --threads 1 --concurrency 10, 1-6 MB less at concurrency 64 and 256 and in the io run, throughput
+// within the noise (eight interleaved pairs at concurrency 256: medians 25.5k and 25.7k jobs/s).
 
 /** The budget when DRAY_HEAP_MB is not set, MB. */
 export const defaultHeapMb = 256;
