@@ -47,9 +47,9 @@ interface Placement {
 /**
  * Runs handlers in a piscina pool of worker threads, many per thread. Jobs go out in batches, one
  * piscina task per thread per flush, because a message costs the worker tens of µs of CPU, more than
- * a no-op job itself. Piscina places the batches (by jobs, see placeByJobs); the thread reports which jobs start where, so the
- * JobBook can abort a job's signal at its time limit and terminate its thread if it does not stop.
- * Piscina then replaces the thread.
+ * a no-op job itself. Piscina places the batches (by the jobs each thread holds: placeByJobs); the
+ * thread reports which jobs start where, so the JobBook can abort a job's signal at its time limit and
+ * terminate its thread if it does not stop. Piscina then replaces the thread.
  *
  * The pool takes `prefetch` jobs more than `concurrency`. They wait in the threads, which start one
  * the moment a job ends; a pool-wide count in shared memory keeps what runs at once to `concurrency`.
