@@ -84,8 +84,11 @@ for (const isolation of modes) {
       const outcome = await ex.run(job("iso_busy_loop", 100));
       expect(outcome.status).toBe("error");
       await Bun.sleep(300); // the replacement host starts
-      // then this process and its children use (almost) no CPU over the next second
-      const cpu = await cpuDuring(process.pid, 1_000);
+      // then this process and its children settle to (almost) no CPU within three one-second windows:
+      // a loop still spinning would use a whole second in each, while a replacement host still
+      // importing the app on a busy box may take the first window
+      let cpu = Infinity;
+      for (let window = 0; window < 3 && cpu >= 0.15; window++) cpu = await cpuDuring(process.pid, 1_000);
       expect(cpu).toBeLessThan(0.15);
     }, 20_000);
 

@@ -104,6 +104,26 @@ function conformance(name: string, make: () => Promise<Made>, enabled: () => Pro
       expect(again.retries).toBe(0);
     });
 
+    it("a dead letter whose jobId a newer job holds stays in the dlq until that job settles; the newer job's record is left alone", async (broker) => {
+      const m = msg({ dedup: true });
+      await broker.enqueue([{ message: m }]);
+      const d = await readOne(broker);
+      // Nothing kept: the id is free again at once, and a newer job takes it.
+      await broker.deadLetter(d, { name: "Error", message: "gave up" }, 0);
+      const newer = msg({ id: m.id, dedup: true, payload: "newer", sentAt: m.sentAt + 5 });
+      expect(await broker.enqueue([{ message: newer }])).toEqual([true]);
+      const [letter] = await broker.deadLetters("q");
+      expect(await broker.requeue("q", [letter!.id])).toBe(0);
+      expect(await broker.requeue("q")).toBe(0);
+      expect((await broker.deadLetters("q")).map((l) => l.id)).toEqual([letter!.id]);
+      expect(await broker.jobs.get("q", m.id)).toMatchObject({ status: "queued", enqueuedAt: newer.sentAt });
+      const running = await readOne(broker);
+      expect(running.message.payload).toBe("newer");
+      await broker.ack([{ delivery: running, keepMs: 0 }]);
+      expect(await broker.requeue("q", [letter!.id])).toBe(1);
+      expect((await readOne(broker)).message).toMatchObject({ id: m.id, payload: 1 });
+    });
+
     it("a deferral charges no attempt; give back leaves the record queued", async (broker) => {
       const m = msg();
       await broker.enqueue([{ message: m }]);

@@ -26,10 +26,12 @@ export async function requeueDeadLetters(redis: Scripted, k: QueueKeys, ids?: st
   const requeue = (entryIds: string[]) => redis.drayRequeue(k.dlq, k.priorities, k.streamPrefix, k.job(""), k.dedup(""), ...entryIds);
   if (ids) return await requeue(ids);
   let total = 0;
-  for (;;) {
-    const batch = ((await redis.xrange(k.dlq, "-", "+", "COUNT", 500)) as Entry[]).map((e) => e[0]);
+  // Paged past the last id seen: letters whose jobId a newer job holds stay (see REQUEUE).
+  for (let from = "-"; ;) {
+    const batch = ((await redis.xrange(k.dlq, from, "+", "COUNT", 500)) as Entry[]).map((e) => e[0]);
     if (batch.length === 0) return total;
     total += await requeue(batch);
+    from = `(${batch[batch.length - 1]}`;
   }
 }
 

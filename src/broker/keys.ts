@@ -16,8 +16,10 @@
  *                                          member "<priority>|<retries>|<message JSON>", score = due ms
  *                                          by the Redis clock
  *   {<p>:<q>}:dlq                   stream dead letters. Fields: m, r, e = error JSON, at = when (ms)
- *   {<p>:<q>}:id:<jobId>            string stream entry id (or "delayed") of a job sent with a jobId;
- *                                          present while the job is known, so a second send is a no-op
+ *   {<p>:<q>}:id:<jobId>            string the sentAt (ms) of the message holding a jobId ("queued" from
+ *                                          a cron tick, or written before stop 12); present while the job
+ *                                          is known, so a second send is a no-op. dlq requeue reads it to
+ *                                          tell the dead job's own hold from a newer job's
  *
  * Results, status, abort and rate limits (src/results/, src/middleware/rate_limit.ts).
  *

@@ -37,7 +37,8 @@ export class MemoryBroker implements Broker {
   readonly jobs = new MemoryJobStore();
   readonly limits: RateLimits = new MemoryLimits();
   readonly #queues = new Map<string, QueueState>();
-  readonly #dedup = new Map<string, number>();
+  /** Held jobIds: until when (ms; Infinity while the job is known) and the sentAt of the holder. */
+  readonly #dedup = new Map<string, { until: number; holder: number }>();
   readonly #actors = new Map<string, ActorMeta>();
   readonly #waiters = new Set<() => void>();
   #seq = 0;
@@ -74,9 +75,9 @@ export class MemoryBroker implements Broker {
     return requests.map(({ message, delay, at }) => {
       const key = dedupKey(message.queue, message.id);
       if (message.dedup) {
-        const until = this.#dedup.get(key);
-        if (until !== undefined && until > Date.now()) return false;
-        this.#dedup.set(key, Infinity);
+        const held = this.#dedup.get(key);
+        if (held !== undefined && held.until > Date.now()) return false;
+        this.#dedup.set(key, { until: Infinity, holder: message.sentAt });
       }
       const entry = { entryId: this.#entryId(), body: encodeMessage(message), retries: 0 };
       const due = delay !== undefined ? Date.now() + delay : at;
@@ -155,7 +156,8 @@ export class MemoryBroker implements Broker {
 
   #settleDedup(queue: string, id: string, keepMs: number): void {
     const key = dedupKey(queue, id);
-    if (keepMs > 0) this.#dedup.set(key, Date.now() + keepMs);
+    const held = this.#dedup.get(key);
+    if (keepMs > 0 && held) held.until = Date.now() + keepMs;
     else this.#dedup.delete(key);
   }
 
@@ -227,7 +229,8 @@ export class MemoryBroker implements Broker {
 
   async requeue(queue: string, ids?: string[]): Promise<number> {
     const q = this.#q(queue);
-    const chosen = q.dlq.filter((l) => !ids || ids.includes(l.id));
+    // As the REQUEUE script: a letter whose jobId a newer job holds stays.
+    const chosen = q.dlq.filter((l) => (!ids || ids.includes(l.id)) && !this.#heldByAnother(l));
     q.dlq = q.dlq.filter((l) => !chosen.includes(l));
     for (const l of chosen) {
       const body = "raw" in l.message ? l.message.raw : encodeMessage(l.message);
@@ -236,9 +239,15 @@ export class MemoryBroker implements Broker {
       if ("raw" in l.message) continue;
       // Waiting again, as the REQUEUE script has it: a sender's record, and its id held again.
       if (l.message.tracked) this.jobs.put(pendingRecord(l.message));
-      if (l.message.dedup) this.#dedup.set(dedupKey(l.message.queue, l.message.id), Infinity);
+      if (l.message.dedup) this.#dedup.set(dedupKey(l.message.queue, l.message.id), { until: Infinity, holder: l.message.sentAt });
     }
     return chosen.length;
+  }
+
+  #heldByAnother(l: DeadLetter): boolean {
+    if ("raw" in l.message || !l.message.dedup) return false;
+    const held = this.#dedup.get(dedupKey(l.message.queue, l.message.id));
+    return held !== undefined && held.until > Date.now() && held.holder !== l.message.sentAt;
   }
 
   async purgeDeadLetters(queue: string): Promise<number> {

@@ -117,7 +117,8 @@ export class RedisBroker implements Broker {
         const dueAt = delay !== undefined ? Date.now() + delay : at;
         pipe.drayEnqueue(k.stream(message.priority), k.delayed, k.priorities,
           message.dedup ? k.dedup(message.id) : "", message.tracked ? k.job(message.id) : "",
-          body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "");
+          body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "",
+          String(message.sentAt));
         plain.push(false);
       }
       lastOf.push(commands++);

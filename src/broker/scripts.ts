@@ -96,13 +96,14 @@ return out
  * The job's record is written only when the message is really sent, so a duplicate send leaves the
  * first job's record (and status) alone.
  * KEYS: stream, delayed, priorities, dedupKey ('' when none), recordKey ('' when none)
- * ARGV: messageJson, priority, delayMs (-1 = now), atMs (-1 = not set), recordJson
+ * ARGV: messageJson, priority, delayMs (-1 = now), atMs (-1 = not set), recordJson, holder (the
+ *   message's sentAt, kept in the dedup key: see REQUEUE)
  * Returns: 1 when sent, 0 when a job with this id is already known.
  */
 export const ENQUEUE = `
 local body, prio, delay, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 if KEYS[4] ~= '' then
-  if redis.call('SET', KEYS[4], 'queued', 'NX') == false then return 0 end
+  if redis.call('SET', KEYS[4], ARGV[6], 'NX') == false then return 0 end
 end
 if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5]) end
 redis.call('SADD', KEYS[3], prio)
@@ -229,6 +230,10 @@ return 0
  * so it reads that way: a job with a record gets the record a sender writes (queued, no attempts, no
  * expiry) in place of its dead one, and a job sent with a jobId holds its id again (no expiry), so
  * that a second send is a no-op while it waits.
+ * A letter whose jobId a newer job holds (sent after this one died and released it) stays in the
+ * dlq: requeued, it would overwrite that job's record and run the same jobId twice. The dedup key
+ * names its holder by sentAt; "queued" (cron ticks, keys written before stop 12) cannot be told
+ * apart and counts as this job's own.
  * KEYS: dlq, priorities
  * ARGV: streamPrefix, recordKeyPrefix, dedupKeyPrefix, id1, id2, ... (entry ids in the dlq)
  * Returns: number of letters requeued.
@@ -242,22 +247,35 @@ for i = 4, #ARGV do
     local fields = e[2]
     local body
     for j = 1, #fields, 2 do if fields[j] == 'm' then body = fields[j + 1] end end
+    local m
     if body then
-      local prio = string.match(body, '"priority":(-?%d+)') or '0'
-      redis.call('SADD', KEYS[2], prio)
-      redis.call('XADD', ARGV[1] .. prio, '*', 'm', body, 'r', '0')
-      local ok, m = pcall(cjson.decode, body)
-      if ok and type(m) == 'table' and type(m.id) == 'string' then
-        if m.tracked == true then
-          -- The fields of pendingRecord (src/results/record.ts), which the MemoryBroker uses here.
-          redis.call('SET', ARGV[2] .. m.id, cjson.encode({ id = m.id, actor = m.actor, queue = m.queue,
-            status = 'queued', enqueuedAt = m.sentAt, attempts = 0 }))
-        end
-        if m.dedup == true then redis.call('SET', ARGV[3] .. m.id, 'queued') end
-      end
+      local ok, decoded = pcall(cjson.decode, body)
+      if ok and type(decoded) == 'table' and type(decoded.id) == 'string' then m = decoded end
     end
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    n = n + 1
+    local held = false
+    local own
+    if m and m.dedup == true then
+      own = string.match(body, '"sentAt":([%d%.eE%+%-]+)') or 'queued'
+      local holder = redis.call('GET', ARGV[3] .. m.id)
+      held = holder ~= false and holder ~= 'queued' and holder ~= own
+    end
+    if not held then
+      if body then
+        local prio = string.match(body, '"priority":(-?%d+)') or '0'
+        redis.call('SADD', KEYS[2], prio)
+        redis.call('XADD', ARGV[1] .. prio, '*', 'm', body, 'r', '0')
+        if m then
+          if m.tracked == true then
+            -- The fields of pendingRecord (src/results/record.ts), which the MemoryBroker uses here.
+            redis.call('SET', ARGV[2] .. m.id, cjson.encode({ id = m.id, actor = m.actor, queue = m.queue,
+              status = 'queued', enqueuedAt = m.sentAt, attempts = 0 }))
+          end
+          if m.dedup == true then redis.call('SET', ARGV[3] .. m.id, own) end
+        end
+      end
+      redis.call('XDEL', KEYS[1], ARGV[i])
+      n = n + 1
+    end
   end
 end
 return n

@@ -36,6 +36,12 @@ export async function run(args: string[]): Promise<void> {
       } else if (action === "requeue") {
         const n = await broker.requeue(queue, values.id);
         console.log(`${queue}: requeued ${n}`);
+        // What stayed: letters whose jobId a newer job holds (or, with --id, ids that are not letters).
+        const stayed = values.id ? values.id.length - n : (await broker.stats(queue)).dead;
+        if (stayed > 0) {
+          console.log(`${queue}: ${stayed} not requeued: a newer job holds their jobId (requeue them once it settles)` +
+            (values.id ? ", or no such letter" : ""));
+        }
       } else {
         console.log(`${queue}: purged ${await broker.purgeDeadLetters(queue)}`);
       }
