@@ -17,7 +17,7 @@
  *                                          by the Redis clock
  *   {<p>:<q>}:dlq                   stream dead letters. Fields: m, r, e = error JSON, at = when (ms)
  *   {<p>:<q>}:id:<jobId>            string the sentAt (ms) of the message holding a jobId ("queued" from
- *                                          a cron tick, or written before stop 12); present while the job
+ *                                          a cron tick, or from an older dray); present while the job
  *                                          is known, so a second send is a no-op. dlq requeue reads it to
  *                                          tell the dead job's own hold from a newer job's
  *

@@ -232,7 +232,7 @@ return 0
  * that a second send is a no-op while it waits.
  * A letter whose jobId a newer job holds (sent after this one died and released it) stays in the
  * dlq: requeued, it would overwrite that job's record and run the same jobId twice. The dedup key
- * names its holder by sentAt; "queued" (cron ticks, keys written before stop 12) cannot be told
+ * names its holder by sentAt; "queued" (cron ticks, keys an older dray wrote) cannot be told
  * apart and counts as this job's own.
  * KEYS: dlq, priorities
  * ARGV: streamPrefix, recordKeyPrefix, dedupKeyPrefix, id1, id2, ... (entry ids in the dlq)

@@ -16,7 +16,6 @@
 // a few MB alive: each VM otherwise holds 8 MB or more of garbage between collections. Measured in
 // bench/README.md: worker RSS 112 instead of 117-118 MB at --threads 1 --concurrency 10, 135-138
 // instead of 150-152 MB at --threads 2 --concurrency 200, with throughput unchanged within the noise.
-
 //
 // And memory given back at once: MIMALLOC_PURGE_DELAY=0. Bun's allocator (mimalloc 3, which also
 // holds the JS heaps) keeps pages it freed for 100 ms before returning them to the OS, in case they
