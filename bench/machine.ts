@@ -70,9 +70,11 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
 
 export function machineLine(m: MachineInfo): string {
   const v = Object.entries(m.versions).map(([k, x]) => `${k} ${x ?? "?"}`).join(", ");
-  const purge = m.bunPurgeDelayMs === null ? "" : `, mimalloc purge delay ${m.bunPurgeDelayMs} ms`;
-  const first = (m.bunFirstHeapMb === null ? "" : `, first heap ${m.bunFirstHeapMb} MB`) + purge;
-  const heap = m.bunHeapMb === null ? "" : ` · bun GC budget ${m.bunHeapMb} MB${first}`;
+  const extras = [
+    m.bunFirstHeapMb === null ? "" : `, first heap ${m.bunFirstHeapMb} MB`,
+    m.bunPurgeDelayMs === null ? "" : `, mimalloc purge delay ${m.bunPurgeDelayMs} ms`,
+  ].join("");
+  const heap = m.bunHeapMb === null ? "" : ` · bun GC budget ${m.bunHeapMb} MB${extras}`;
   return `machine: ${m.nproc} cpus (${m.cpu ?? "?"}), ${m.memoryGb ?? "?"} GB · ${v}${m.gitCommit ? ` · dray@${m.gitCommit}` : ""}${heap}`;
 }
 

@@ -54,7 +54,7 @@ const queue: Queued[] = [];
 let active = 0;
 let pumpScheduled = false;
 
-/** Piscina's task: one batch of jobs, as {@link encodeBatch} text. */
+/** Piscina's task: one batch of jobs, as {@link encodeBatch} text in a {@link BatchTask}. */
 export default async function runBatch(task: BatchTask): Promise<void> {
   const batch = decodeBatch(task.text);
   let h: JobHost;

@@ -1,5 +1,5 @@
 import { MalformedMessageError, type SerializedError } from "../errors.ts";
-import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
+import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery, type Message } from "../message.ts";
 import { pendingRecord } from "../results/record.ts";
 import { MemoryJobStore } from "../results/memory.ts";
 import type { JobRecord } from "../results/types.ts";
@@ -77,7 +77,7 @@ export class MemoryBroker implements Broker {
       if (message.dedup) {
         const held = this.#dedup.get(key);
         if (held !== undefined && held.until > Date.now()) return false;
-        this.#dedup.set(key, { until: Infinity, holder: message.sentAt });
+        this.#hold(message);
       }
       const entry = { entryId: this.#entryId(), body: encodeMessage(message), retries: 0 };
       const due = delay !== undefined ? Date.now() + delay : at;
@@ -239,9 +239,14 @@ export class MemoryBroker implements Broker {
       if ("raw" in l.message) continue;
       // Waiting again, as the REQUEUE script has it: a sender's record, and its id held again.
       if (l.message.tracked) this.jobs.put(pendingRecord(l.message));
-      if (l.message.dedup) this.#dedup.set(dedupKey(l.message.queue, l.message.id), { until: Infinity, holder: l.message.sentAt });
+      if (l.message.dedup) this.#hold(l.message);
     }
     return chosen.length;
+  }
+
+  /** The message's jobId is held, by it, while the job is known. */
+  #hold(message: Message): void {
+    this.#dedup.set(dedupKey(message.queue, message.id), { until: Infinity, holder: message.sentAt });
   }
 
   #heldByAnother(l: DeadLetter): boolean {
