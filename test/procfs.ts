@@ -63,6 +63,27 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
+/** The process's command line, arguments joined by spaces ("" once it is gone). */
+export function commandLine(pid: number): string {
+  try {
+    return readText(`/proc/${pid}/cmdline`).split("\0").join(" ").trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Whether the process exists and has not exited (a zombie nobody reaped counts as exited). */
+export function isRunning(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readText(`/proc/${pid}/stat`);
+  } catch {
+    return false;
+  }
+  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return state !== "Z" && state !== "X";
+}
+
 /** CPU seconds (user + system) used so far by the process and its live descendants. */
 export function treeCpuSeconds(pid: number): number {
   let ticks = 0;

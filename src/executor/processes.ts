@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
-import { childRuntimeArgs, onProcessExit } from "../runtime/mod.ts";
+import { childRuntimeArgs, dieWithParent, onProcessExit } from "../runtime/mod.ts";
 import { interrupted, JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
 import { memoryReportMs, type PoolOptions } from "./threads.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
@@ -208,7 +208,9 @@ export class ProcessExecutor implements Executor {
 
   #spawn(): void {
     const { command, args } = childRuntimeArgs();
-    const proc = spawn(command, [...args, childFile], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    // A child stuck in a handler cannot see its worker die: where it can, the kernel kills it then.
+    const [cmd, ...rest] = [...dieWithParent(), command, ...args, childFile];
+    const proc = spawn(cmd!, rest, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
     if (proc.pid === undefined) {
       proc.once("error", (error) => this.#failedToStart(error));
       return;

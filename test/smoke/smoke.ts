@@ -19,11 +19,11 @@ import { RedisBroker } from "../../src/broker/redis.ts";
 import { createExecutor, defaultIsolation, type Isolation } from "../../src/executor/mod.ts";
 import type { Executor, JobOutcome, JobRequest } from "../../src/executor/types.ts";
 import { runtime } from "../../src/runtime/mod.ts";
-import { busyLoop, sleeper } from "../fixtures/isolation.ts";
+import { busyLoop, longBusyLoop, sleeper } from "../fixtures/isolation.ts";
 import {
   cleanPrefix, fixture, maxOverlap, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type Span, type WorkerProcess,
 } from "../helpers.ts";
-import { cpuDuring, procfsAvailable } from "../procfs.ts";
+import { commandLine, cpuDuring, isRunning, processTree, procfsAvailable } from "../procfs.ts";
 
 const rt = runtime();
 const full = process.argv.includes("--full");
@@ -117,6 +117,39 @@ async function endToEnd(): Promise<void> {
     }
     await closeBroker();
     await broker.close();
+    await cleanPrefix(prefix);
+  }
+}
+
+/**
+ * `kill -9` of a worker whose child process is stuck in a CPU loop: the child must not spin on as an
+ * orphan (the kernel kills it: see dieWithParent in src/runtime/mod.ts).
+ */
+async function orphan(): Promise<void> {
+  if (!procfsAvailable() || !(await redisAvailable())) return;
+  const prefix = testPrefix("smoke-orphan");
+  configure({ prefix, redisUrl: REDIS_URL });
+  let w: WorkerProcess | undefined;
+  let child: number | undefined;
+  try {
+    await check("a child stuck in a CPU loop dies with its worker when the worker is killed with SIGKILL", async () => {
+      w = spawnWorker([fixture("isolation.ts")], ["--isolation", "process", "--threads", "1", "--concurrency", "1", "--queues", "iso_long"],
+        { DRAY_PREFIX: prefix, REDIS_URL }, rt);
+      await started(w, 30_000);
+      const children = processTree(w.child.pid!).filter((pid) => commandLine(pid).includes("workers/child.ts"));
+      assert(children.length === 1, `the worker has ${children.length} job processes, expected 1`);
+      child = children[0]!;
+      await longBusyLoop.send({});
+      await until(async () => (await cpuDuring(child!, 300)) > 0.2, "the child spinning", 10_000);
+      w.child.kill("SIGKILL");
+      const t = performance.now();
+      await until(() => !isRunning(child!), "the child gone", 5_000);
+      return `gone ${Math.round(performance.now() - t)} ms after the worker`;
+    }, 45_000);
+  } finally {
+    if (child !== undefined && isRunning(child)) process.kill(child, "SIGKILL");
+    if (w && w.child.exitCode === null && w.child.signalCode === null) await w.stop("SIGKILL");
+    await closeBroker();
     await cleanPrefix(prefix);
   }
 }
@@ -258,6 +291,7 @@ const started_ = performance.now();
 try {
   await tracing();
   await endToEnd();
+  await orphan();
   // Deno cannot stop a thread stuck on the CPU: its only isolated executor is the process one.
   const modes: Isolation[] = !full ? [defaultIsolation()] : rt === "deno" ? ["process"] : ["thread", "process"];
   for (const isolation of modes) await direct(isolation);
