@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bunHeapEnv, defaultHeapMb, firstHeapBytes, purgeDelayMs } from "../src/runtime/heap.mjs";
+import { bunHeapEnv, defaultHeapMb, firstHeapBytes } from "../src/runtime/heap.mjs";
 
 const dir = mkdtempSync(join(tmpdir(), "dray-launch-"));
 const fakeBun = join(dir, "bun");
@@ -27,22 +27,22 @@ function launch(env: Record<string, string>) {
 }
 
 describe("launcher GC budget", () => {
-  test("given no setting, when a Bun worker is launched, then it gets the default budget and its arguments", () => {
+  test("given no setting, when a Bun worker is launched, then it gets the default budget and its arguments, and mimalloc its own purge delay", () => {
     const r = launch({});
     expect(r.status).toBe(0);
-    expect(r.stdout).toBe(`budget=${defaultHeapMb * 1024 * 1024} first=${firstHeapBytes} purge=${purgeDelayMs} args=${join(import.meta.dir, "..", "src/cli/main.ts")} worker app.ts`);
+    expect(r.stdout).toBe(`budget=${defaultHeapMb * 1024 * 1024} first=${firstHeapBytes} purge=none args=${join(import.meta.dir, "..", "src/cli/main.ts")} worker app.ts`);
   });
 
   test("given DRAY_HEAP_MB, when launched, then the budget follows it; 0 leaves Bun's own sizing", () => {
-    expect(launch({ DRAY_HEAP_MB: "64" }).stdout).toStartWith(`budget=${64 * 1024 * 1024} first=${firstHeapBytes} purge=${purgeDelayMs} `);
+    expect(launch({ DRAY_HEAP_MB: "64" }).stdout).toStartWith(`budget=${64 * 1024 * 1024} first=${firstHeapBytes} purge=none `);
     expect(launch({ DRAY_HEAP_MB: "0" }).stdout).toStartWith("budget=none first=none purge=none ");
   });
 
   test("given the user's own BUN_JSC_forceRAMSize, BUN_JSC_largeHeapSize or MIMALLOC_PURGE_DELAY, when launched, then each is kept", () => {
     expect(launch({ BUN_JSC_forceRAMSize: "123456789", DRAY_HEAP_MB: "64" }).stdout)
-      .toStartWith(`budget=123456789 first=${firstHeapBytes} purge=${purgeDelayMs} `);
+      .toStartWith(`budget=123456789 first=${firstHeapBytes} purge=none `);
     expect(launch({ BUN_JSC_largeHeapSize: "2097152" }).stdout)
-      .toStartWith(`budget=${defaultHeapMb * 1024 * 1024} first=2097152 purge=${purgeDelayMs} `);
+      .toStartWith(`budget=${defaultHeapMb * 1024 * 1024} first=2097152 purge=none `);
     expect(launch({ MIMALLOC_PURGE_DELAY: "100" }).stdout)
       .toStartWith(`budget=${defaultHeapMb * 1024 * 1024} first=${firstHeapBytes} purge=100 `);
   });
@@ -58,7 +58,6 @@ describe("launcher GC budget", () => {
     expect(() => bunHeapEnv({ DRAY_HEAP_MB: "-1" })).toThrow(/DRAY_HEAP_MB/);
     expect(bunHeapEnv({ DRAY_HEAP_MB: "1.5" })).toEqual({
       BUN_JSC_forceRAMSize: String(Math.round(1.5 * 1024 * 1024)), BUN_JSC_largeHeapSize: String(firstHeapBytes),
-      MIMALLOC_PURGE_DELAY: String(purgeDelayMs),
     });
   });
 });

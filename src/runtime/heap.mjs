@@ -17,12 +17,12 @@
 // bench/README.md: worker RSS 112 instead of 117-118 MB at --threads 1 --concurrency 10, 135-138
 // instead of 150-152 MB at --threads 2 --concurrency 200, with throughput unchanged within the noise.
 //
-// And memory given back at once: MIMALLOC_PURGE_DELAY=0. Bun's allocator (mimalloc 3, which also
-// holds the JS heaps) keeps pages it freed for 100 ms before returning them to the OS, in case they
-// are wanted again; in a worker that collects many times a second that is always a few MB of freed
-// garbage still resident. Measured in bench/README.md: peak RSS 108-110 instead of 112-115 MB at
-// --threads 1 --concurrency 10, 1-6 MB less at concurrency 64 and 256 and in the io run, throughput
-// within the noise (eight interleaved pairs at concurrency 256: medians 25.5k and 25.7k jobs/s).
+// Not set: MIMALLOC_PURGE_DELAY. Bun's allocator (mimalloc 3, which also holds the JS heaps) keeps
+// freed pages resident for 100 ms before returning them to the OS. Setting 0 (stop 12) saved 3-5 MB
+// of peak RSS, but returning and re-faulting pages many times a second costs the supervisor and the
+// pool threads CPU: on a 2-core VM, medians of interleaved pairs 5-22% less throughput (it lost 12
+// of 13 pairs) and a higher p99 of enqueue->start (bench/README.md, "Purge delay (stop 13)"). A user
+// who prefers the memory can still set it.
 
 /** The budget when DRAY_HEAP_MB is not set, MB. */
 export const defaultHeapMb = 256;
@@ -30,13 +30,9 @@ export const defaultHeapMb = 256;
 /** BUN_JSC_largeHeapSize given with the budget, bytes. */
 export const firstHeapBytes = 4 * 1024 * 1024;
 
-/** MIMALLOC_PURGE_DELAY given with the budget, ms. */
-export const purgeDelayMs = 0;
-
 /**
  * The variables to add to the environment of a Bun process that runs dray: BUN_JSC_forceRAMSize from
- * DRAY_HEAP_MB (default 256; 0 leaves Bun's own sizing, and sets nothing), BUN_JSC_largeHeapSize and
- * MIMALLOC_PURGE_DELAY.
+ * DRAY_HEAP_MB (default 256; 0 leaves Bun's own sizing, and sets nothing) and BUN_JSC_largeHeapSize.
  * A variable the user has set already is left out: their own choice wins.
  * @param {Record<string, string | undefined>} env
  * @returns {Record<string, string>}
@@ -51,7 +47,6 @@ export function bunHeapEnv(env) {
   const out = {};
   if (!isSet(env.BUN_JSC_forceRAMSize)) out.BUN_JSC_forceRAMSize = String(Math.round(mb * 1024 * 1024));
   if (!isSet(env.BUN_JSC_largeHeapSize)) out.BUN_JSC_largeHeapSize = String(firstHeapBytes);
-  if (!isSet(env.MIMALLOC_PURGE_DELAY)) out.MIMALLOC_PURGE_DELAY = String(purgeDelayMs);
   return out;
 }
 
