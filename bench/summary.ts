@@ -110,7 +110,10 @@ export function evaluateTargets(x: TargetInputs): TargetResult[] {
     }
     const r = a / b;
     const pass = higherIsBetter ? r >= want : r <= want;
-    out.push({ name, status: pass ? "PASS" : "MISS", detail: `${fmtNum(a)} / ${fmtNum(b)} = ${r.toFixed(2)}x (want ${higherIsBetter ? ">=" : "<="} ${want}x)` });
+    // A ratio that rounds to the wanted one shows a third decimal, so that "MISS ... 0.50x (want <= 0.5x)"
+    // cannot happen.
+    const shown = r.toFixed(Number(r.toFixed(2)) === want ? 3 : 2);
+    out.push({ name, status: pass ? "PASS" : "MISS", detail: `${fmtNum(a)} / ${fmtNum(b)} = ${shown}x (want ${higherIsBetter ? ">=" : "<="} ${want}x)` });
   };
   const d = ok(x.dray) ? x.dray : undefined;
   const isoNote = x.isolation === "inline" ? " [dray ran with --isolation inline: no hard limits, not the target's setting]" : "";

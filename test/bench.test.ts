@@ -108,4 +108,14 @@ describe("dray bench", () => {
     expect(line.status).toBe("PASS");
     expect(line.detail).toBe("3.2 commands/job (enqueue 2 + processing 1.19)");
   });
+
+  test("given a ratio that misses by less than its rounding, when the targets are printed, then it shows a third decimal", () => {
+    const run = (rss: number) => ({ status: "ok", processing: { jobsPerSec: 1000 }, enqueue: { bulkJobsPerSec: 1000 }, peakRssMb: rss }) as unknown as RunResult;
+    const rss = (dray: number, bull: number) => evaluateTargets({
+      scenario: "noop", isolation: "thread", dray: run(dray), baseline: undefined, bullInProcess: undefined, bullThreads: undefined,
+      drayAt10: run(dray), bullThreadsAt10: run(bull),
+    }).find((t) => t.name.startsWith("worker RSS"))!;
+    expect(rss(112.7, 223.3)).toMatchObject({ status: "MISS", detail: "113 / 223 = 0.505x (want <= 0.5x)" });
+    expect(rss(100, 250)).toMatchObject({ status: "PASS", detail: "100 / 250 = 0.40x (want <= 0.5x)" });
+  });
 });
