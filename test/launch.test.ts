@@ -3,11 +3,14 @@
  * a Bun worker. A stand-in "bun" that prints its environment takes the worker's place.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bunHeapEnv, defaultHeapMb, firstHeapBytes } from "../src/runtime/heap.mjs";
+import { dieWithParent } from "../src/runtime/parent_death.mjs";
+import { until } from "./helpers.ts";
+import { commandLine, isRunning, processTree, procfsAvailable } from "./procfs.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dray-launch-"));
 const fakeBun = join(dir, "bun");
@@ -60,4 +63,29 @@ describe("launcher GC budget", () => {
       BUN_JSC_forceRAMSize: String(Math.round(1.5 * 1024 * 1024)), BUN_JSC_largeHeapSize: String(firstHeapBytes),
     });
   });
+});
+
+describe("launcher and worker", () => {
+  // The kernel's parent-death signal, through setpriv: Linux only.
+  const it = dieWithParent().length > 0 && procfsAvailable() ? test : test.skip;
+
+  it("given a process manager kills the launcher with SIGKILL, when that happens, then its worker dies too", async () => {
+    // A stand-in "bun" (the launcher knows Bun by that name) that stays up until it is killed.
+    const sleeper = join(mkdtempSync(join(dir, "sleepy-")), "bun");
+    writeFileSync(sleeper, "#!/bin/sh\nexec sleep 30\n");
+    chmodSync(sleeper, 0o755);
+    const launcher = spawn("node", ["src/cli/launch.mjs", "worker", "app.ts"], {
+      cwd: join(import.meta.dir, ".."), stdio: "ignore",
+      env: { ...process.env, npm_execpath: sleeper, npm_config_user_agent: "bun/1.4.5" },
+    });
+    let worker: number | undefined;
+    try {
+      worker = await until(() => processTree(launcher.pid!).find((pid) => commandLine(pid).startsWith("sleep 30")), "the worker started", 5_000);
+      launcher.kill("SIGKILL");
+      await until(() => !isRunning(worker!), "the worker gone", 3_000);
+    } finally {
+      if (worker !== undefined && isRunning(worker)) process.kill(worker, "SIGKILL");
+      launcher.kill("SIGKILL");
+    }
+  }, 15_000);
 });

@@ -5,8 +5,7 @@
 import process from "node:process";
 import os from "node:os";
 import { createRequire } from "node:module";
-import { statSync } from "node:fs";
-import { delimiter, join } from "node:path";
+export { dieWithParent } from "./parent_death.mjs";
 
 export type RuntimeName = "bun" | "deno" | "node";
 
@@ -84,35 +83,6 @@ export function childRuntimeArgs(): { command: string; args: string[] } {
     case "node":
       return { command: process.execPath, args: ["--import", "tsx"] };
   }
-}
-
-let deathPrefix: string[] | undefined;
-
-/**
- * What goes before a child's command so that the kernel kills the child when this process dies, a
- * SIGKILL included: `setpriv --pdeathsig KILL --` (util-linux, on every Debian and most Linux
- * systems), which sets the signal and then execs the command in the same process, IPC channel and
- * all. Empty where there is no setpriv; then a child stuck in a CPU loop outlives a `kill -9` of its
- * worker (one that is not stuck sees its parent go within a second and exits). The kernel sends the
- * signal when the thread that spawned the child ends: dray spawns from the main thread, which ends
- * only with the process.
- */
-export function dieWithParent(): string[] {
-  return (deathPrefix ??= process.platform === "linux" && findExecutable("setpriv") ? ["setpriv", "--pdeathsig", "KILL", "--"] : []);
-}
-
-/** Whether PATH has an executable file `name` (by its mode bits: Deno's access() wants more permissions). */
-function findExecutable(name: string): boolean {
-  for (const dir of (env("PATH") ?? "").split(delimiter)) {
-    if (!dir) continue;
-    try {
-      const stat = statSync(join(dir, name));
-      if (stat.isFile() && (stat.mode & 0o111) !== 0) return true;
-    } catch {
-      // not in this directory
-    }
-  }
-  return false;
 }
 
 /** The permissions dray needs on Deno; deno.json tasks list the same. */
