@@ -1,6 +1,6 @@
 /**
  * The launcher (`bun run worker` → src/cli/launch.mjs → bun src/cli/main.ts): the GC budget it gives
- * a Bun worker. A stand-in "bun" that prints its environment takes the worker's place.
+ * a Bun worker, and that the worker dies with it. A stand-in "bun" takes the worker's place.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";

@@ -4,7 +4,8 @@
  *   deno run --allow-env --allow-net --allow-read --allow-sys=hostname,osRelease,cpus --allow-run test/smoke/smoke.ts
  *   node --import tsx test/smoke/smoke.ts
  * It starts a worker on the runtime it runs on and checks the delivery path and the hard kill of a
- * busy loop end to end, then stops each kind of hang with this runtime's executors directly. Prints
+ * busy loop end to end, and that a child process stuck in a loop dies with a worker killed by
+ * SIGKILL, then stops each kind of hang with this runtime's executors directly. Prints
  * "ok - ..." / "not ok - ..." per check and ends with exactly one line "N passed, N failed".
  * `--full` also runs the process executor where threads are the default, and adds the slow
  * measurements: RSS over 50 kill cycles, 200 jobs of 50 ms.
@@ -123,7 +124,7 @@ async function endToEnd(): Promise<void> {
 
 /**
  * `kill -9` of a worker whose child process is stuck in a CPU loop: the child must not spin on as an
- * orphan (the kernel kills it: see dieWithParent in src/runtime/mod.ts).
+ * orphan (the kernel kills it: see src/runtime/parent_death.mjs).
  */
 async function orphan(): Promise<void> {
   if (!procfsAvailable() || !(await redisAvailable())) return;
