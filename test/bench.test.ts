@@ -99,6 +99,13 @@ describe("dray bench", () => {
     expect(parseBenchArgs([]).prefetch).toBeUndefined();
   });
 
+  test("given no --isolation, when the flags are parsed, then the worker isolates as `dray worker` does on its runtime", () => {
+    expect(parseBenchArgs(["--runtime", "bun"]).isolation).toBe("thread");
+    expect(parseBenchArgs(["--runtime", "node"]).isolation).toBe("thread");
+    expect(parseBenchArgs(["--runtime", "deno"]).isolation).toBe("process");
+    expect(parseBenchArgs(["--runtime", "deno", "--isolation", "thread"]).isolation).toBe("thread");
+  });
+
   test("given medians of two rounds, when the targets are printed, then commands per job show two decimals at most", () => {
     // The median of 3.20 and 3.19 is 3.1950000000000003 in floating point.
     const dray = { status: "ok", processing: { jobsPerSec: 1000 }, enqueue: { bulkJobsPerSec: 1000 },

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "../errors.ts";
-import type { Isolation } from "../executor/mod.ts";
+import { defaultIsolation, type Isolation } from "../executor/mod.ts";
 import { runtime, type RuntimeName } from "../runtime/mod.ts";
 import { nonNegativeInt, positiveInt } from "./worker.ts";
 import { runBench, type BenchOptions } from "../../bench/mod.ts";
@@ -21,7 +21,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       threads: { type: "string", default: "1,2,4" },
       concurrency: { type: "string", default: "1,16,64,256" },
       runtime: { type: "string", default: runtime() },
-      isolation: { type: "string", default: "thread" },
+      isolation: { type: "string" },
       compare: { type: "string" },
       json: { type: "string" },
       chart: { type: "string" },
@@ -36,8 +36,9 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     },
   });
   const scenario = oneOf("--scenario", values.scenario, SCENARIOS) as Scenario;
-  const isolation = oneOf("--isolation", values.isolation, ["thread", "process", "inline"]) as Isolation;
   const rt = oneOf("--runtime", values.runtime, ["bun", "deno", "node"]) as RuntimeName;
+  // By default the worker isolates as `dray worker` does on its runtime (processes on Deno).
+  const isolation = oneOf("--isolation", values.isolation ?? defaultIsolation(rt), ["thread", "process", "inline"]) as Isolation;
   if (values.compare !== undefined) oneOf("--compare", values.compare, ["bullmq"]);
   return {
     scenario, isolation, runtime: rt,

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Actor } from "../actor.ts";
 import { ConfigError } from "../errors.ts";
-import { cpuCount, runtime } from "../runtime/mod.ts";
+import { cpuCount, runtime, type RuntimeName } from "../runtime/mod.ts";
 import { InlineExecutor } from "./inline.ts";
 import { ProcessExecutor } from "./processes.ts";
 import { ThreadExecutor } from "./threads.ts";
@@ -28,8 +28,8 @@ export interface ExecutorChoice {
   graceMs?: number | undefined;
 }
 
-export function defaultIsolation(): Isolation {
-  return runtime() === "deno" ? "process" : "thread";
+export function defaultIsolation(rt: RuntimeName = runtime()): Isolation {
+  return rt === "deno" ? "process" : "thread";
 }
 
 export function createExecutor(choice: ExecutorChoice): Executor {
