@@ -17,7 +17,7 @@ export interface MachineInfo {
   bunHeapMb: number | null;
   /** BUN_JSC_largeHeapSize given with it (the heap filled before a first collection), MB; null: none. */
   bunFirstHeapMb: number | null;
-  /** MIMALLOC_PURGE_DELAY given with it (how long freed memory stays resident), ms; null: none. */
+  /** MIMALLOC_PURGE_DELAY the user set (how long freed memory stays resident; dray sets none), ms; null: unset. */
   bunPurgeDelayMs: number | null;
 }
 
@@ -64,7 +64,7 @@ export async function machineInfo(redis: Redis): Promise<MachineInfo> {
     gitCommit: firstLine(["git", "rev-parse", "--short", "HEAD"]),
     bunHeapMb: heapMb(bunEnv.BUN_JSC_forceRAMSize ?? process.env.BUN_JSC_forceRAMSize),
     bunFirstHeapMb: heapMb(bunEnv.BUN_JSC_largeHeapSize ?? process.env.BUN_JSC_largeHeapSize),
-    bunPurgeDelayMs: number(bunEnv.MIMALLOC_PURGE_DELAY ?? process.env.MIMALLOC_PURGE_DELAY),
+    bunPurgeDelayMs: number(process.env.MIMALLOC_PURGE_DELAY),
   };
 }
 
