@@ -1,7 +1,8 @@
 /**
- * A pool thread or child imports the app modules, and so dray's whole public entry. croner and
- * piscina load on first use (src/runtime/mod.ts `lazy`), so a host whose app defines no cron never
- * loads either. One host per pool here, so the second job runs where the first did.
+ * A pool thread or child imports the app modules, and so dray's whole public entry. croner, piscina
+ * and ioredis load on first use (src/runtime/mod.ts `lazy`), so a host whose app defines no cron and
+ * whose handlers never touch Redis loads none of them. One host per pool here, so each job runs where
+ * the one before it did.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { pino } from "pino";
@@ -27,13 +28,17 @@ for (const isolation of modes) {
     }, 60_000);
     afterAll(async () => await ex.close(0));
 
-    test("given app modules that import dray and define no cron, when a job runs, then its host has loaded neither", async () => {
+    test("given app modules that import dray and define no cron, when a job runs, then its host has loaded none of them", async () => {
       expect(await ex.run(job("lazy_loaded"))).toMatchObject({ status: "ok", value: [] });
     });
 
     test("given a cron expression parsed there, when it runs, then croner loads on that first use and works", async () => {
       expect(await ex.run(job("lazy_cron"))).toMatchObject({ status: "ok", value: ["croner"] });
       expect(await ex.run(job("lazy_loaded"))).toMatchObject({ status: "ok", value: ["croner"] });
+    });
+
+    test("given a handler that uses ctx.redis, when it runs, then ioredis loads on that first use and the client works", async () => {
+      expect(await ex.run(job("lazy_redis"))).toMatchObject({ status: "ok", value: ["croner", "ioredis"] });
     });
   });
 }

@@ -3,8 +3,8 @@
  * once, then run handlers by actor name from this thread's own registry. Nothing in a job message
  * names code or a module, so a message can only ask for actors the app defined.
  */
-import { Redis } from "ioredis";
-import "../src/runtime/tracing.ts";
+import type { Redis } from "ioredis";
+import { newRedis } from "../src/broker/connection.ts";
 import { registry } from "../src/actor.ts";
 import { configure, settings } from "../src/config.ts";
 import { DrayError, JobAborted, serializeError, TimeLimitExceeded } from "../src/errors.ts";
@@ -40,7 +40,7 @@ export class JobHost {
     configure({ redisUrl: config.redisUrl, prefix: config.prefix });
     for (const url of config.modules) await import(url);
     let redis: Redis | undefined;
-    return new JobHost({ logger: settings().logger, redis: () => (redis ??= new Redis(config.redisUrl)) });
+    return new JobHost({ logger: settings().logger, redis: () => (redis ??= newRedis(config.redisUrl)) });
   }
 
   get running(): number {

@@ -1,7 +1,8 @@
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import "../runtime/tracing.ts";
 import type { Logger } from "pino";
 import { BrokerError, MalformedMessageError } from "../errors.ts";
+import { lazy } from "../runtime/mod.ts";
 import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";
 
 /** A stream entry as Redis returns it; fields are null when the entry was deleted while pending. */
@@ -48,6 +49,20 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
   }
 }
 
+/**
+ * ioredis, loaded by the first client made in this thread or process. Every pool thread and child
+ * imports dray's entry through the app modules, and most of them never talk to Redis: their handlers
+ * neither send nor touch `ctx.redis`. Loaded eagerly, ioredis held 3 MB more in each Bun pool
+ * thread, 2-6 MB more peak RSS in the bench's worker at one thread. The first client in a thread pays
+ * the load instead, about 50 ms once (bench/README.md, "Lazy ioredis").
+ */
+const ioredis = lazy<typeof import("ioredis")>("ioredis");
+
+/** A client of `url`; the one way dray makes one, so that ioredis loads only when needed. */
+export function newRedis(url: string, options: RedisOptions = {}): Redis {
+  return new (ioredis().Redis)(url, options);
+}
+
 export function connect(options: ConnectOptions, name: string): Redis {
   const redisOptions: RedisOptions = {
     connectionName: name,
@@ -56,7 +71,7 @@ export function connect(options: ConnectOptions, name: string): Redis {
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     lazyConnect: false,
   };
-  const redis = new Redis(options.url, redisOptions);
+  const redis = newRedis(options.url, redisOptions);
   let lastLog = 0;
   redis.on("error", (error: Error) => {
     // ioredis emits an error per failed reconnect attempt; one line every 5 s is enough.

@@ -1,5 +1,5 @@
-import { Redis } from "ioredis";
-import "../runtime/tracing.ts";
+import type { Redis } from "ioredis";
+import { newRedis } from "../broker/connection.ts";
 import type { Logger } from "pino";
 import type { Actor } from "../actor.ts";
 import { JobAborted, serializeError, TimeLimitExceeded } from "../errors.ts";
@@ -54,7 +54,7 @@ export class InlineExecutor implements Executor {
     });
     const run = runJob(this.#options.registry, job, controller.signal, {
       logger: this.#options.logger,
-      redis: () => (this.#redis ??= new Redis(this.#options.redisUrl ?? "redis://127.0.0.1:6379")),
+      redis: () => (this.#redis ??= newRedis(this.#options.redisUrl ?? "redis://127.0.0.1:6379")),
     }).then((outcome) => {
       // A handler that stopped because its signal fired was stopped by the limit.
       if (controller.signal.aborted && outcome.status === "error") {

@@ -151,10 +151,12 @@ const requireHere = createRequire(import.meta.url);
 /**
  * A dependency loaded on its first use instead of at import. Every app module imports dray's one
  * entry, and every pool thread and child imports the app modules, so whatever the entry loads, each
- * of them loads too. For piscina (only a worker's supervisor starts a pool) and croner (only where a
- * cron is defined) that is memory for nothing. ioredis and pino stay eager: handlers use them through
- * `ctx.redis` and `ctx.logger`, and loading them on first use would stall that thread's jobs once
- * (about 45 and 11 ms on Bun). Only packages with a CommonJS entry can be loaded this way.
+ * of them loads too. For piscina (only a worker's supervisor starts a pool), croner (only where a
+ * cron is defined) and ioredis (only where a handler sends or uses `ctx.redis`) that is memory for
+ * nothing. The first use pays the load once and stalls that thread's jobs meanwhile: about 50 ms
+ * for ioredis on Bun, worth the 2-6 MB each thread keeps otherwise (bench/README.md, "Lazy
+ * ioredis"). pino stays eager: `ctx.logger` is most handlers' first need. Only packages with a
+ * CommonJS entry can be loaded this way.
  */
 export function lazy<T>(specifier: string): () => T {
   let loaded: T | undefined;
