@@ -38,6 +38,8 @@ export interface BenchOptions {
   baseline: boolean;
   rate: number;
   latencySeconds: number;
+  /** Seconds of the latency run sent first and not counted. */
+  warmupSeconds: number;
   maxSeconds: number;
   startTimeoutMs: number;
   json?: string;
@@ -81,7 +83,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       ` · result records ${o.results ? "on" : "off"}`);
     const runOptions: RunOptions = {
       jobs: o.jobs, singleJobs: Math.min(5_000, Math.ceil(o.jobs / 4)), chunk: 1_000, maxSeconds: o.maxSeconds,
-      rate: o.rate, latencySeconds: o.latencySeconds, startTimeoutMs: o.startTimeoutMs, log,
+      rate: o.rate, latencySeconds: o.latencySeconds, warmupSeconds: o.warmupSeconds, startTimeoutMs: o.startTimeoutMs, log,
     };
     const cells = await sweep(ctx, o, runOptions, log);
     meta.isolation = o.isolation;

@@ -11,7 +11,8 @@ const pcts = (p: { p50: number; p95: number; p99: number } | undefined) =>
 /** One line per finished run, while the bench goes. */
 export function progressLine(r: RunResult): string {
   if (r.status !== "ok") return `${r.label}: ${r.status}${r.note ? ` (${r.note})` : ""}`;
-  const lat = r.latency ? ` · start p99 ${r.latency.start.p99.toFixed(1)} ms` : "";
+  const lat = r.latency ? ` · start p99 ${r.latency.start.p99.toFixed(1)} ms` +
+    (r.latency.warmup.jobs > 0 ? ` (warm-up ${r.latency.warmup.jobs} jobs, worst ${r.latency.warmup.startMax.toFixed(1)} ms)` : "") : "";
   return `${r.label}: processed ${fmt(r.processing.jobs)} in ${r.processing.seconds.toFixed(2)} s = ${fmt(r.processing.jobsPerSec)} jobs/s` +
     ` · enqueue bulk ${fmt(r.enqueue.bulkJobsPerSec)}/s, single ${fmt(r.enqueue.singleJobsPerSec)}/s${lat}` +
     ` · ${num(r.redisCommandsPerJob, 2)} cmds/job · RSS ${num(r.peakRssMb, 1)} MB`;

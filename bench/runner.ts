@@ -23,6 +23,8 @@ export interface RunOptions {
   /** Offered rate of the latency run, jobs/s (0 = no latency run). */
   rate: number;
   latencySeconds: number;
+  /** Sent at the rate before the latency run and not counted (see latency.ts). */
+  warmupSeconds: number;
   /** A worker that has not finished one job this long after it said ready "did not start". */
   startTimeoutMs: number;
   log: (line: string) => void;
@@ -81,7 +83,7 @@ export async function runOnce(ctx: BenchContext, system: System, o: RunOptions):
       if (!result.processing.complete) {
         result.note = `no latency run: the drain was cut off at --max-seconds with ${enqueue.total - result.processing.jobs} jobs left`;
       } else if (result.processing.jobsPerSec >= 2 * o.rate) {
-        result.latency = await measureLatency(ctx, system, o.rate, o.latencySeconds, enqueue.total);
+        result.latency = await measureLatency(ctx, system, o.rate, o.latencySeconds, o.warmupSeconds, enqueue.total);
       } else {
         result.note = `no latency run: drains ${Math.round(result.processing.jobsPerSec)}/s, under 2x the offered ${o.rate}/s`;
       }

@@ -42,7 +42,10 @@ export function medianRun(runs: RunResult[]): RunResult {
       jobs: m((r) => r.processing.jobs), seconds: m((r) => r.processing.seconds),
       jobsPerSec: Math.round(m((r) => r.processing.jobsPerSec)), complete: ok.every((r) => r.processing.complete),
     },
-    latency: lat.length === 0 ? null : { rate: lat[0]!.rate, jobs: lat[0]!.jobs, start: pct((l) => l.start), complete: pct((l) => l.complete) },
+    latency: lat.length === 0 ? null : {
+      rate: lat[0]!.rate, jobs: lat[0]!.jobs, start: pct((l) => l.start), complete: pct((l) => l.complete),
+      warmup: { jobs: lat[0]!.warmup.jobs, startMax: Math.max(...lat.map((l) => l.warmup.startMax)) },
+    },
     peakRssMb: nullableMedian(ok.map((r) => r.peakRssMb)),
     workerCpuMsPerJob: nullableMedian(ok.map((r) => r.workerCpuMsPerJob)),
     redisCpuMsPerJob: nullableMedian(ok.map((r) => r.redisCpuMsPerJob)),

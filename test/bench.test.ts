@@ -43,6 +43,10 @@ describe("dray bench", () => {
       expect(cell.redisCommandsPerJob).toBeGreaterThan(0);
       expect(cell.enqueueCommandsPerJob).toBeGreaterThanOrEqual(1); // at least the XADD
       expect(cell.latency?.jobs).toBe(30);
+      // 0.5 s of warm-up at 100/s ran before them and is left out of the percentiles, not dropped.
+      expect(cell.latency?.warmup.jobs).toBe(50);
+      expect(cell.latency!.warmup.startMax).toBeGreaterThanOrEqual(0);
+      expect(lines.some((l) => /start p99 [\d.]+ ms \(warm-up 50 jobs, worst [\d.]+ ms\)/.test(l))).toBe(true);
       expect(cell.latency!.start.p50).toBeLessThanOrEqual(cell.latency!.start.p99);
       expect(cell.latency!.start.p99).toBeLessThanOrEqual(cell.latency!.complete.p99);
       if (existsSync("/proc/self/stat")) expect(cell.peakRssMb).toBeGreaterThan(0);
@@ -95,6 +99,8 @@ describe("dray bench", () => {
     expect(() => parseBenchArgs(["--compare", "celery"])).toThrow(ConfigError);
     expect(parseBenchArgs(["--concurrency", "2,200"]).concurrency).toEqual([2, 200]);
     expect(() => parseBenchArgs(["--prefetch", "some"])).toThrow(ConfigError);
+    expect(() => parseBenchArgs(["--latency-warmup", "soon"])).toThrow(ConfigError);
+    expect(parseBenchArgs([]).warmupSeconds).toBe(0.5);
     expect(parseBenchArgs(["--prefetch", "0"]).prefetch).toBe(0);
     expect(parseBenchArgs([]).prefetch).toBeUndefined();
   });
