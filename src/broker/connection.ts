@@ -53,7 +53,7 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
  * ioredis, loaded by the first client made in this thread or process. Every pool thread and child
  * imports dray's entry through the app modules, and most of them never talk to Redis: their handlers
  * neither send nor touch `ctx.redis`. Loaded eagerly, ioredis held 3 MB more in each Bun pool
- * thread, 2-6 MB more peak RSS in the bench's worker at one thread. The first client in a thread pays
+ * thread, 2-7 MB more peak RSS in the bench's worker at one thread. The first client in a thread pays
  * the load instead, about 50 ms once (bench/README.md, "Lazy ioredis").
  */
 const ioredis = lazy<typeof import("ioredis")>("ioredis");

@@ -154,9 +154,9 @@ const requireHere = createRequire(import.meta.url);
  * of them loads too. For piscina (only a worker's supervisor starts a pool), croner (only where a
  * cron is defined) and ioredis (only where a handler sends or uses `ctx.redis`) that is memory for
  * nothing. The first use pays the load once and stalls that thread's jobs meanwhile: about 50 ms
- * for ioredis on Bun, worth the 2-6 MB each thread keeps otherwise (bench/README.md, "Lazy
- * ioredis"). pino stays eager: `ctx.logger` is most handlers' first need. Only packages with a
- * CommonJS entry can be loaded this way.
+ * for ioredis on Bun, worth the 2-7 MB of peak RSS it costs a thread otherwise (bench/README.md,
+ * "Lazy ioredis"). pino stays eager: `ctx.logger` is most handlers' first need. Only packages with
+ * a CommonJS entry can be loaded this way.
  */
 export function lazy<T>(specifier: string): () => T {
   let loaded: T | undefined;
