@@ -190,6 +190,14 @@ async function direct(isolation: Isolation): Promise<void> {
         return `stopped ${Math.round(outcome.duration)} ms after its start, ${Math.round(took)} ms after run(); neighbour ${other.status}`;
       });
     }
+    if (await redisAvailable()) {
+      await check(`${isolation}: a handler's ctx.redis works, ioredis loading in its host on first use`, async () => {
+        const key = `dt-smoke-direct:echo:${crypto.randomUUID()}`;
+        const [outcome, took] = await timed(ex.run(job("iso_redis_echo", 10_000, { key, value: "pong" })));
+        assert(outcome.status === "ok" && outcome.value === "pong", `outcome ${JSON.stringify(outcome)}`);
+        return `${Math.round(took)} ms, the host's first Redis client included`;
+      });
+    }
     if (procfsAvailable()) {
       await check(`${isolation}: this process's CPU returns to idle after the kills`, async () => {
         const windows: number[] = [];
