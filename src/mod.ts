@@ -7,6 +7,7 @@ export { sendTask } from "./send_task.ts";
 export { cron, crons } from "./cron/cron.ts";
 export type { CatchUp, CronJob, CronOptions, CronOptionsInput } from "./cron/cron.ts";
 export type { CronRun, CronRunStatus } from "./cron/history.ts";
+export type { CronRunStep, CronStore, CronWrite } from "./cron/store.ts";
 export { getJob, JobHandle } from "./job.ts";
 export type { ResultOptions } from "./job.ts";
 export type { AbortResult, JobRecord, JobStatus } from "./results/types.ts";

@@ -1,23 +1,18 @@
 /**
  * Cron in one process: definition and validation, tick times in a timezone across DST, the catch-up
- * plan, and the tick script against the real Redis (stale and early tickers).
- * The end-to-end runs with several processes are in cron_e2e.test.ts.
+ * plan, and the tick script against the real Redis (stale and early tickers). The tickers and the run
+ * middleware on each cron store are in cron_store.test.ts; the end-to-end runs with several processes
+ * in cron_e2e.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
-import { pino } from "pino";
 import { z } from "zod";
 import { actor } from "../src/actor.ts";
 import { cronKeys, queueKeys } from "../src/broker/keys.ts";
 import { cron, crons, type CronJob, type CronOptionsInput } from "../src/cron/cron.ts";
-import { cronHistory } from "../src/cron/history.ts";
 import { LATE_LIMIT, planTicks } from "../src/cron/plan.ts";
-import { cronRuns } from "../src/cron/runs.ts";
 import { CRON_TICK } from "../src/cron/scripts.ts";
-import { Ticker } from "../src/cron/ticker.ts";
 import { ConfigError } from "../src/errors.ts";
-import { decodeMessage, type Delivery } from "../src/message.ts";
-import type { ProcessInfo } from "../src/middleware.ts";
 import { cleanPrefix, REDIS_URL, redisAvailable, testPrefix } from "./helpers.ts";
 
 const target = actor("cron_unit_actor", { queue: "cron-unit", timeLimit: 42_000 }, () => undefined);
@@ -150,7 +145,7 @@ describe("planTicks: on time and missed ticks", () => {
   });
 });
 
-describe("tick script and ticker (real Redis)", () => {
+describe("tick script (real Redis)", () => {
   let redis: Redis & { tick(...args: (string | number)[]): Promise<number> };
   let prefix = "";
   const queue = "cron-unit";
@@ -204,112 +199,5 @@ describe("tick script and ticker (real Redis)", () => {
     expect(result).toBe(-1);
     expect(await redis.xlen(k().q.stream(0))).toBe(before);
     expect(Number(await redis.get(k().c.last))).toBeLessThan(future);
-  });
-
-  test("the ticker enqueues a due tick once with a job id from (cron, tick), whichever of two tickers asks", async () => {
-    if (!(await redisAvailable())) return;
-    // given an every-second cron and two tickers on it, the last tick handled set 3 s back
-    const job = define("* * * * * *", { payload: { hello: "cron" } });
-    const jobs = new Map([[job.name, job]]);
-    const logger = pino({ level: "silent" });
-    const [a, b] = [new Ticker({ redis, prefix, jobs, logger }), new Ticker({ redis, prefix, jobs, logger })];
-    const c = cronKeys(prefix, queue, job.name);
-    const q = queueKeys(prefix, queue);
-    const newest = Math.floor((await redisNow()) / 1000) * 1000;
-    await redis.set(c.last, newest - 3_000);
-    // when both tick at once
-    await Promise.all([a.tick(), b.tick()]);
-    // then the newest due tick was enqueued once (catchUp none passes over the two missed ones)
-    const entries = await redis.xrange(q.stream(0), "-", "+");
-    const messages = entries.map(([, f]) => decodeMessage(f[1], queue)).filter((m) => m.cron?.name === job.name);
-    expect(messages.length).toBe(1);
-    const m = messages[0]!;
-    expect(m.cron!.tick).toBeGreaterThanOrEqual(newest);
-    expect(m.id).toBe(`cron:${job.name}:${m.cron!.tick}`);
-    expect(m).toMatchObject({ actor: "cron_unit_actor", queue, payload: { hello: "cron" }, dedup: true });
-    expect(Number(await redis.get(c.last))).toBe(m.cron!.tick);
-  });
-});
-
-describe("overlap lock and run history middleware (real Redis)", () => {
-  let redis: Redis;
-  let prefix = "";
-  const logger = pino({ level: "silent" });
-  const delivery = (job: CronJob, tick: number, retries = 0): Delivery => ({
-    message: { id: `cron:${job.name}:${tick}`, actor: target.name, queue: "cron-unit", payload: null, priority: 0,
-      sentAt: tick, dedup: true, cron: { name: job.name, tick } },
-    retries,
-    ref: { stream: "s", entryId: `${tick}-0` },
-  });
-  const setup = (options: CronOptionsInput) => {
-    const job = define("* * * * * *", options);
-    const mw = cronRuns({ redis, prefix, logger, jobs: new Map([[job.name, job]]) });
-    // The supervisor passes the worker's broker too; this middleware does not use it.
-    const info = (d: Delivery) => ({ delivery: d, actor: target }) as unknown as ProcessInfo;
-    const before = (d: Delivery) => mw.beforeProcess!(info(d));
-    const after = (d: Delivery, ok: boolean) => mw.afterProcess!(info(d),
-      ok ? { status: "ok", value: { n: 1 }, duration: 3 } : { status: "error", error: { name: "Boom", message: "no" }, final: false, duration: 3 },
-      { kind: "ack" });
-    return { job, before, after, history: () => cronHistory(redis, prefix, { name: job.name, queue: "cron-unit" }) };
-  };
-
-  beforeAll(async () => {
-    if (!(await redisAvailable())) return;
-    prefix = testPrefix("cronlock");
-    redis = new Redis(REDIS_URL);
-  });
-
-  afterAll(async () => {
-    if (!prefix) return;
-    redis.disconnect();
-    await cleanPrefix(prefix);
-  });
-
-  test("a run while another holds the lock is SKIPPED; the lock is released on success and on failure", async () => {
-    if (!(await redisAvailable())) return;
-    // given a cron with a 60 s lock, and the run of tick 1 going
-    const { job, before, after, history } = setup({ lockTtl: 60_000 });
-    const [t1, t2, t3, t4] = [1, 2, 3, 4].map((t) => delivery(job, t * 1000));
-    expect(await before(t1!)).toBeUndefined();
-    // when tick 2 starts meanwhile / then it is skipped (acked without running)
-    expect(await before(t2!)).toEqual({ kind: "ack" });
-    // but a redelivery of tick 1 itself (its worker died) takes its own lock back
-    const t1Again = delivery(job, 1000);
-    expect(await before(t1Again)).toBeUndefined();
-    // when tick 1 completes, tick 3 runs; when tick 3 fails, tick 4 runs too
-    await after(t1Again, true);
-    expect(await before(t3!)).toBeUndefined();
-    await after(t3!, false);
-    expect(await before(t4!)).toBeUndefined();
-    // then the history tells it (one run per tick: the redelivery of tick 1 replaced its first record)
-    const runs = (await history()).sort((a, b) => a.tick - b.tick);
-    expect(runs.map((r) => [r.tick / 1000, r.status])).toEqual([[1, "COMPLETED"], [2, "SKIPPED"], [3, "FAILED"], [4, "RUNNING"]]);
-    expect(runs[0]).toMatchObject({ cron: job.name, jobId: `cron:${job.name}:1000`, attempt: 1, result: { n: 1 }, duration: 3 });
-    expect(runs[2]!.error).toEqual({ name: "Boom", message: "no" });
-    expect(runs[0]!.completedAt).toBeGreaterThanOrEqual(runs[0]!.startedAt);
-  });
-
-  test("the lock expires after lockTtl when its holder never comes back", async () => {
-    if (!(await redisAvailable())) return;
-    // given a run holding a 300 ms lock whose worker died (no afterProcess)
-    const { job, before } = setup({ lockTtl: 300 });
-    expect(await before(delivery(job, 1000))).toBeUndefined();
-    expect(await before(delivery(job, 2000))).toEqual({ kind: "ack" });
-    // when lockTtl has passed / then the next tick runs
-    await new Promise((r) => setTimeout(r, 350));
-    expect(await before(delivery(job, 3000))).toBeUndefined();
-  });
-
-  test("lockTtl 0 takes no lock; history keeps only the newest historySize runs", async () => {
-    if (!(await redisAvailable())) return;
-    // given a cron without lock keeping 3 runs
-    const { job, before, history } = setup({ lockTtl: 0, historySize: 3 });
-    // when five ticks start while none finished
-    const decisions = [];
-    for (let t = 1; t <= 5; t++) decisions.push(await before(delivery(job, t * 1000)));
-    // then all ran, and the three newest are kept
-    expect(decisions).toEqual([undefined, undefined, undefined, undefined, undefined]);
-    expect((await history()).map((r) => r.tick)).toEqual([5000, 4000, 3000]);
-    expect(await redis.hlen(cronKeys(prefix, "cron-unit", job.name).runs)).toBe(3);
   });
 });

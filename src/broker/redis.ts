@@ -11,6 +11,8 @@ import { connect, decodeEntries, execPipeline, type Entry, type Scripted } from 
 import { readByScript, readPlain } from "./read.ts";
 import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
+import { RedisCronStore } from "../cron/redis_store.ts";
+import type { CronStore } from "../cron/store.ts";
 
 export interface RedisBrokerOptions {
   /** @default settings().redisUrl */
@@ -35,6 +37,7 @@ export class RedisBroker implements Broker {
   readonly visibilityTimeout: number;
   readonly jobs: RedisJobStore;
   readonly limits: RateLimits;
+  readonly crons: CronStore;
   readonly #redis: Scripted;
   #blocker: Redis | undefined;
   readonly #options: RedisBrokerOptions;
@@ -69,6 +72,7 @@ export class RedisBroker implements Broker {
         rule.kind, rule.limit, rule.kind === "concurrent" ? rule.leaseMs : rule.windowMs, token),
       release: async (key: string, token: string) => void (await this.#redis.zrem(limitKey(this.prefix, key), token)),
     };
+    this.crons = new RedisCronStore(this.#redis, this.prefix);
   }
 
   /** The command connection, for handlers' `ctx.redis` and for tools. */

@@ -19,7 +19,7 @@ export async function run(args: string[]): Promise<void> {
   if (crons.size === 0) throw new ConfigError(`no crons defined in ${positionals.join(", ")}`);
   const s = settings();
   const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix, patient: true, logger: s.logger });
-  const ticker = new Ticker({ redis: broker.redis, prefix: s.prefix, jobs: crons, logger: s.logger });
+  const ticker = new Ticker({ store: broker.crons, jobs: crons, logger: s.logger });
   const stopped = new Promise<void>((resolve) => {
     let first = 0;
     onShutdownSignal((signal) => {

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import { RedisBroker } from "../broker/redis.ts";
 import type { Broker } from "../broker/types.ts";
 import type { Middleware } from "../middleware.ts";
 import { crons } from "./cron.ts";
@@ -23,12 +22,13 @@ export interface WorkerCron {
 export function cronForWorker(options: { broker: Broker; logger: Logger; tick: boolean }): WorkerCron {
   const { broker, logger } = options;
   if (crons.size === 0) return { middleware: [], start() {}, async stop() {} };
-  if (!(broker instanceof RedisBroker)) {
-    logger.warn({ crons: [...crons.keys()] }, "crons need the Redis broker: no ticker, overlap lock nor history here");
+  const store = broker.crons;
+  if (!store) {
+    logger.warn({ crons: [...crons.keys()] }, "this broker keeps no cron state: no ticker, overlap lock nor history here");
     return { middleware: [], start() {}, async stop() {} };
   }
-  const middleware = [cronRuns({ redis: broker.redis, prefix: broker.prefix, logger, jobs: crons })];
-  const ticker = options.tick ? new Ticker({ redis: broker.redis, prefix: broker.prefix, jobs: crons, logger }) : undefined;
+  const middleware = [cronRuns({ store, logger, jobs: crons })];
+  const ticker = options.tick ? new Ticker({ store, jobs: crons, logger }) : undefined;
   return {
     middleware,
     start: () => ticker?.start(),

@@ -1,18 +1,13 @@
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { cronKeys } from "../broker/keys.ts";
 import type { JobOutcome } from "../executor/types.ts";
 import type { Delivery } from "../message.ts";
 import type { Middleware } from "../middleware.ts";
 import type { CronJob } from "./cron.ts";
 import type { CronRun } from "./history.ts";
-import { CRON_RUN } from "./scripts.ts";
-
-type Scripted = Redis & { drayCronRun(...args: (string | number)[]): Promise<number> };
+import type { CronStore } from "./store.ts";
 
 export interface CronRunsOptions {
-  redis: Redis;
-  prefix: string;
+  store: CronStore;
   logger: Logger;
   /** Where lockTtl and historySize come from; a cron missing here gets the defaults. */
   jobs: ReadonlyMap<string, CronJob>;
@@ -30,9 +25,7 @@ const DEFAULT_HISTORY = 1000;
  * come from a tick pass through untouched.
  */
 export function cronRuns(options: CronRunsOptions): Middleware {
-  const { prefix, logger, jobs } = options;
-  const redis = options.redis as Scripted;
-  if (typeof redis.drayCronRun !== "function") redis.defineCommand("drayCronRun", { numberOfKeys: 3, lua: CRON_RUN });
+  const { store, logger, jobs } = options;
   const startedAt = new WeakMap<Delivery, number>();
 
   return {
@@ -45,10 +38,9 @@ export function cronRuns(options: CronRunsOptions): Middleware {
       const run = baseRun(delivery, now);
       const skipped: CronRun = { ...run, status: "SKIPPED", completedAt: now, duration: 0,
         error: { name: "Locked", message: "the previous run still holds the overlap lock" } };
-      const k = cronKeys(prefix, message.queue, message.cron.name);
-      const go = await redis.drayCronRun(k.lock, k.runs, k.order, "start", message.id,
-        job?.options.lockTtl ?? actor.options.timeLimit, runId(delivery), JSON.stringify(run),
-        JSON.stringify(skipped), now, job?.options.historySize ?? DEFAULT_HISTORY);
+      const go = await store.run({ queue: message.queue, cron: message.cron.name, mode: "start", jobId: message.id,
+        lockTtl: job?.options.lockTtl ?? actor.options.timeLimit, runId: runId(delivery), run, skipped, score: now,
+        cap: job?.options.historySize ?? DEFAULT_HISTORY });
       if (go === 1) {
         startedAt.set(delivery, now);
         return;
@@ -62,11 +54,10 @@ export function cronRuns(options: CronRunsOptions): Middleware {
       const began = startedAt.get(delivery);
       if (!message.cron || began === undefined) return;
       startedAt.delete(delivery);
-      const k = cronKeys(prefix, message.queue, message.cron.name);
       const run = finishedRun(baseRun(delivery, began), outcome);
       try {
-        await redis.drayCronRun(k.lock, k.runs, k.order, "finish", message.id, 0, runId(delivery),
-          JSON.stringify(run), "", began, jobs.get(message.cron.name)?.options.historySize ?? DEFAULT_HISTORY);
+        await store.run({ queue: message.queue, cron: message.cron.name, mode: "finish", jobId: message.id, lockTtl: 0,
+          runId: runId(delivery), run, score: began, cap: jobs.get(message.cron.name)?.options.historySize ?? DEFAULT_HISTORY });
       } catch (error) {
         // Throwing here would give a finished job back to run again; the lock expires by itself.
         logger.warn({ err: error, cron: message.cron.name, id: message.id }, "recording a cron run failed");

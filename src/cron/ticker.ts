@@ -1,19 +1,14 @@
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
-import { cronKeys, queueKeys } from "../broker/keys.ts";
-import { encodeMessage, type Message } from "../message.ts";
+import type { Message } from "../message.ts";
 import type { CronJob } from "./cron.ts";
-import { publishCrons } from "./history.ts";
 import { planTicks } from "./plan.ts";
-import { CRON_TICK } from "./scripts.ts";
+import type { CronStore, CronWrite } from "./store.ts";
 
-type Scripted = Redis & { drayCronTick(...args: (string | number)[]): Promise<number> };
 type Note = { job: CronJob; ticks: number[]; caughtUp: number; skipped: number; first?: boolean };
 
 export interface TickerOptions {
-  /** A connection that waits out Redis outages (a worker's broker connection is one). */
-  redis: Redis;
-  prefix: string;
+  /** Where the last ticks live (Redis: one that waits out outages, as a worker's broker connection does). */
+  store: CronStore;
   jobs: ReadonlyMap<string, CronJob>;
   logger: Logger;
 }
@@ -23,22 +18,18 @@ const MAX_SLEEP = 30_000;
 
 /**
  * Enqueues each cron's ticks as they come due. Any number of tickers (one in every worker, plus
- * `dray scheduler` processes) may run at once: time is the Redis clock, not ours, and a tick is
- * claimed and enqueued by one atomic script that moves the cron's last tick handled forward, so
- * each tick is enqueued once whoever gets there first, and clock skew between machines only
- * changes who wins, never how many.
+ * `dray scheduler` processes) may run at once: time is the store's clock, not ours, and a tick is
+ * claimed and enqueued in one atomic step that moves the cron's last tick handled forward, so each
+ * tick is enqueued once whoever gets there first (see {@link CronStore}).
  */
 export class Ticker {
   readonly #o: TickerOptions;
-  readonly #redis: Scripted;
   #stopping = false;
   #loop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
 
   constructor(options: TickerOptions) {
     this.#o = options;
-    this.#redis = options.redis as Scripted;
-    if (typeof this.#redis.drayCronTick !== "function") this.#redis.defineCommand("drayCronTick", { lua: CRON_TICK });
   }
 
   start(): void {
@@ -56,7 +47,7 @@ export class Ticker {
 
   async #run(): Promise<void> {
     const { logger, jobs } = this.#o;
-    await publishCrons(this.#redis, this.#o.prefix, jobs.values())
+    await this.#o.store.publish(jobs.values())
       .catch((error) => logger.warn({ err: error }, "publishing crons failed; `dray cron` needs the modules"));
     logger.info({ crons: [...jobs.keys()] }, "cron ticker started");
     let failures = 0;
@@ -79,73 +70,45 @@ export class Ticker {
 
   /** One pass: enqueue whatever is due; returns how long to sleep until the next tick is due, ms. */
   async tick(): Promise<number> {
-    const { prefix, logger } = this.#o;
+    const { store, logger } = this.#o;
     const jobs = [...this.#o.jobs.values()];
-    const read = this.#redis.pipeline().time();
-    for (const job of jobs) read.get(cronKeys(prefix, job.actor.options.queue, job.name).last);
-    const replies = (await read.exec()) ?? [];
+    const { now, last } = await store.read(jobs);
     const readAt = Date.now();
-    for (const [error] of replies) if (error) throw error;
-    const [sec, usec] = replies[0]![1] as [string, string];
-    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-
-    const write = this.#redis.pipeline() as unknown as Scripted & { exec(): Promise<[Error | null, unknown][] | null> };
+    const writes: CronWrite[] = [];
     const notes: Note[] = [];
     let next = now + MAX_SLEEP;
     jobs.forEach((job, i) => {
-      const raw = replies[i + 1]![1] as string | null;
-      if (raw === null) {
-        // First ticker ever to see this cron: start counting from now (NX: unless another just did).
-        write.set(cronKeys(prefix, job.actor.options.queue, job.name).last, now, "NX");
+      const seen = last[i];
+      if (seen === undefined) {
+        // First ticker ever to see this cron: start counting from now (unless another just did).
+        writes.push({ kind: "begin", job, now });
         notes.push({ job, ticks: [], caughtUp: 0, skipped: 0, first: true });
       } else {
-        const last = Number(raw);
-        const plan = planTicks(job, last, now);
-        if (plan.last > last) {
-          this.#claim(write, job, plan.last, plan.ticks);
+        const plan = planTicks(job, seen, now);
+        if (plan.last > seen) {
+          writes.push({ kind: "claim", job, newLast: plan.last, messages: tickMessages(job, plan.ticks) });
           notes.push({ job, ticks: plan.ticks, caughtUp: plan.caughtUp, skipped: plan.skipped });
         }
       }
       next = Math.min(next, job.nextTick(now) ?? next);
     });
-    if (notes.length > 0) {
-      const results = (await write.exec()) ?? [];
-      results.forEach(([error, reply], i) => {
-        if (error) throw error;
-        this.#log(logger, notes[i]!, reply);
-      });
+    if (writes.length > 0) {
+      const replies = await store.write(writes);
+      replies.forEach((reply, i) => this.#log(logger, notes[i]!, reply));
     }
-    // Sleep by our clock for what remains by the Redis clock: skew between the two does not matter.
+    // Sleep by our clock for what remains by the store's clock: skew between the two does not matter.
     return Math.max(0, next - now - (Date.now() - readAt)) + 1;
   }
 
-  #claim(pipe: Scripted, job: CronJob, newLast: number, ticks: number[]): void {
-    const a = job.actor;
-    const q = queueKeys(this.#o.prefix, a.options.queue);
-    const messages = ticks.map((tick): Message => ({
-      id: `cron:${job.name}:${tick}`,
-      actor: a.name,
-      queue: a.options.queue,
-      payload: job.options.payload,
-      priority: a.options.priority,
-      sentAt: Date.now(),
-      dedup: true,
-      cron: { name: job.name, tick },
-    }));
-    pipe.drayCronTick(3 + ticks.length,
-      cronKeys(this.#o.prefix, a.options.queue, job.name).last, q.stream(a.options.priority), q.priorities,
-      ...messages.map((m) => q.dedup(m.id)),
-      newLast, a.options.priority, ...messages.flatMap((m) => [m.cron!.tick, encodeMessage(m)]));
-  }
-
-  #log(logger: Logger, note: Note, reply: unknown): void {
+  /** `reply`: what the store answered to this note's write (see CronStore.write). */
+  #log(logger: Logger, note: Note, reply: number): void {
     const { job, ticks, caughtUp, skipped } = note;
     const when = (t: number) => new Date(t).toISOString();
     if (note.first) {
-      if (reply === "OK") logger.info({ cron: job.name, expression: job.expression }, "new cron: ticking from now on");
+      if (reply === 1) logger.info({ cron: job.name, expression: job.expression }, "new cron: ticking from now on");
       return;
     }
-    const sent = Number(reply);
+    const sent = reply;
     if (sent < 0) return; // another ticker got there first and logs it
     if (skipped > 0) {
       logger.info({ cron: job.name, skipped, catchUp: job.options.catchUp }, "missed cron ticks passed over");
@@ -168,4 +131,19 @@ export class Ticker {
       this.#wake = done;
     });
   }
+}
+
+/** The jobs of `ticks`: one per tick, its id made of (cron, tick) so that a tick is never sent twice. */
+export function tickMessages(job: CronJob, ticks: number[]): Message[] {
+  const a = job.actor;
+  return ticks.map((tick): Message => ({
+    id: `cron:${job.name}:${tick}`,
+    actor: a.name,
+    queue: a.options.queue,
+    payload: job.options.payload,
+    priority: a.options.priority,
+    sentAt: Date.now(),
+    dedup: true,
+    cron: { name: job.name, tick },
+  }));
 }

@@ -1,0 +1,107 @@
+/**
+ * The cron stores against their conformance suite (cron_conformance.ts), and cron on a worker with
+ * the MemoryBroker end to end: ticks enqueued, run, locked and recorded without Redis.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { actor } from "../src/actor.ts";
+import { cronKeys, queueKeys } from "../src/broker/keys.ts";
+import { MemoryBroker } from "../src/broker/memory.ts";
+import { cron, crons } from "../src/cron/cron.ts";
+import { RedisCronStore } from "../src/cron/redis_store.ts";
+import { decodeMessage, type Message } from "../src/message.ts";
+import { startWorker } from "../src/worker.ts";
+import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
+import { cleanPrefix, fixture, REDIS_URL, redisAvailable, testPrefix } from "./helpers.ts";
+
+const redisPrefixes: string[] = [];
+let redis: Redis | undefined;
+
+cronStoreConformance("redis", async () => {
+  if (!(await redisAvailable())) return undefined;
+  const prefix = testPrefix("cronstore");
+  redisPrefixes.push(prefix);
+  redis ??= new Redis(REDIS_URL);
+  const r = redis;
+  const stream = queueKeys(prefix, CONFORMANCE_QUEUE).stream(0);
+  return {
+    store: new RedisCronStore(r, prefix),
+    sent: async () => (await r.xrange(stream, "-", "+")).map(([, fields]) => decodeMessage(fields[1]!, CONFORMANCE_QUEUE)),
+  };
+});
+
+cronStoreConformance("memory", async () => {
+  const broker = new MemoryBroker();
+  const sent: Message[] = [];
+  return {
+    store: broker.crons,
+    sent: async () => {
+      // Reading claims them, so keep what earlier calls saw.
+      for (const d of await broker.read([CONFORMANCE_QUEUE], 1_000, 0)) if (!("malformed" in d)) sent.push(d.message);
+      return [...sent];
+    },
+  };
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  for (const prefix of redisPrefixes) await cleanPrefix(prefix);
+});
+
+describe("redis cron store", () => {
+  test("trimming the history removes the trimmed runs' records too, not only their order", async () => {
+    if (!(await redisAvailable())) return;
+    // given a store and a cron keeping 2 runs
+    const prefix = testPrefix("cronstore");
+    redisPrefixes.push(prefix);
+    redis ??= new Redis(REDIS_URL);
+    const store = new RedisCronStore(redis, prefix);
+    const run = (tick: number) => ({ cron: "trim", tick, jobId: `cron:trim:${tick}`, attempt: 1, status: "RUNNING" as const, startedAt: tick });
+    // when four runs are recorded
+    for (let tick = 1; tick <= 4; tick++) {
+      await store.run({ queue: "q", cron: "trim", mode: "start", jobId: `cron:trim:${tick}`, lockTtl: 0, runId: `r${tick}`,
+        run: run(tick), score: tick, cap: 2 });
+    }
+    // then two are left in both the order and the records
+    const k = cronKeys(prefix, "q", "trim");
+    expect(await redis.zcard(k.order)).toBe(2);
+    expect(await redis.hlen(k.runs)).toBe(2);
+    expect((await store.history({ name: "trim", queue: "q" })).map((r) => r.tick)).toEqual([4, 3]);
+  });
+});
+
+describe("cron on a worker with the MemoryBroker", () => {
+  const ran: number[] = [];
+  const ticked = actor("cron_mem_actor", { queue: "cron-mem", maxRetries: 0 }, (_: unknown, ctx) => {
+    ran.push(Number(ctx.jobId.split(":").at(-1)));
+    return { n: ran.length };
+  });
+
+  test("an every-second cron ticks, runs once per tick and records its runs, with no Redis", async () => {
+    // given a worker on a MemoryBroker with one every-second cron
+    const broker = new MemoryBroker();
+    const job = cron("* * * * * *", ticked, { name: "cron_mem_every_second" });
+    let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+    try {
+      worker = await startWorker({
+        modules: [fixture("lazy_app.ts")], queues: ["cron-mem"], broker, isolation: "inline", concurrency: 2,
+        handleSignals: false, logger: pino({ level: "silent" }),
+      });
+      // when it runs for a few ticks
+      const until = Date.now() + 10_000;
+      while (ran.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await worker?.stop();
+      // Out of the global registry only now: the worker's ticker reads it on every pass.
+      crons.delete(job.name);
+    }
+    // then each tick ran once, and the history holds them as COMPLETED, newest first
+    expect(ran.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(ran).size).toBe(ran.length);
+    const history = await broker.crons.history({ name: job.name, queue: "cron-mem" });
+    const completed = history.filter((r) => r.status === "COMPLETED").map((r) => r.tick);
+    expect(completed.length).toBe(ran.length);
+    expect(completed).toEqual([...ran].sort((a, b) => b - a));
+  }, 20_000);
+});
