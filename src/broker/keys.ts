@@ -30,7 +30,8 @@
  *                                          resultTtl). Never written for actors with resultTtl 0
  *   {<p>:<q>}:running               hash   job id -> ms its run started, for jobs with a record that a
  *                                          worker holds: one HSET per read batch, HDEL when settled, so
- *                                          "running" costs no write per job. Read by job.status()
+ *                                          "running" costs no write per job. Read by job.status(). Plus
+ *                                          the field "" ({@link runningPin}), never removed
  *   {<p>:<q>}:aborted               set    ids of jobs aborted before they settled; workers load it at
  *                                          start, skip those jobs and SREM them when they settle
  *   {<p>:<q>}:done                  pubsub channel: JSON array of ids of jobs whose record just
@@ -72,6 +73,17 @@ export interface QueueKeys {
   aborted: string;
   done: string;
 }
+
+/**
+ * A field written with every HSET of the running hash, so that Redis keeps that hash as a table.
+ * Redis stores a small hash (up to hash-max-listpack-entries, 512 by default) as one
+ * flat list, and each field an HSET or HDEL touches is a scan of that list: with hundreds of jobs in
+ * flight, marking a batch running cost Redis 1.5-2 us per job. A value longer than
+ * hash-max-listpack-value (64 by default) makes Redis build a table instead, which it keeps while
+ * the key lives, and the field keeps the key alive between batches. "" is no job id (ids are 1-200
+ * characters), so readers of the hash never meet it.
+ */
+export const runningPin: readonly [string, string] = ["", "-".repeat(80)];
 
 export function queueKeys(prefix: string, queue: string): QueueKeys {
   const tag = `{${prefix}:${queue}}`;

@@ -5,7 +5,7 @@ import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery 
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
-import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, type QueueKeys } from "./keys.ts";
+import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
 import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
 import { connect, decodeEntries, execPipeline, type Entry, type Scripted } from "./connection.ts";
 import { readByScript, readPlain } from "./read.ts";
@@ -164,6 +164,7 @@ export class RedisBroker implements Broker {
   /**
    * Jobs with a record read "running" while a worker holds them: one HSET per queue per read batch,
    * sent without waiting (the ack that removes it goes later on the same connection, so in order).
+   * Each HSET carries the {@link runningPin} field too (see there).
    */
   #markRunning(out: Array<Delivery | MalformedDelivery>): Array<Delivery | MalformedDelivery> {
     let byQueue: Map<string, string[]> | undefined;
@@ -177,7 +178,7 @@ export class RedisBroker implements Broker {
     }
     if (!byQueue) return out;
     const pipe = this.#redis.pipeline();
-    for (const [queue, fields] of byQueue) pipe.hset(this.keys(queue).running, ...fields);
+    for (const [queue, fields] of byQueue) pipe.hset(this.keys(queue).running, ...runningPin, ...fields);
     pipe.exec().catch((error) => this.#options.logger?.warn({ err: error }, "marking jobs running failed"));
     return out;
   }
