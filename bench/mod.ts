@@ -16,7 +16,7 @@ import { LEGEND, progressLine, referenceTable, sweepTable, targetLines } from ".
 import { cleanPrefix, runOnce, type RunOptions, type RunResult } from "./runner.ts";
 import type { Scenario } from "./scenarios.ts";
 import { killChildren } from "./spawn.ts";
-import { evaluateTargets, medianRun, recommend, type Recommendation, type Reference, type TargetResult } from "./summary.ts";
+import { evaluateTargets, isolationLine, medianRun, recommend, type Recommendation, type Reference, type TargetResult } from "./summary.ts";
 import { BaselineSystem, BullSystem, DraySystem, type BenchContext, type DrayConfig, type System } from "./systems.ts";
 
 export interface BenchOptions {
@@ -95,6 +95,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const dray = references.find((r) => r.kind === "dray" && r.median.concurrency === rec?.concurrency)?.median
       ?? cells.find((c) => c.threads === rec?.threads && c.concurrency === rec?.concurrency);
     if (references.length > 0) log(`\n${referenceTable(references, dray)}`);
+    const isolation = isolationLine(references, dray);
+    if (isolation) log(isolation);
     const ioDray = dray?.threads === 2 && dray.concurrency === 200 ? [dray] : [];
     const io = await ioCeiling(ctx, o, runOptions, [...ioDray, ...cells], log);
     const bullThreads = references.filter((r) => r.label.includes("worker-threads")).map((r) => r.median)
@@ -164,7 +166,7 @@ async function referenceRounds(ctx: BenchContext, o: BenchOptions, ro: RunOption
   bulls: BullSystem[], log: (l: string) => void): Promise<Reference[]> {
   const systems: System[] = [];
   if (rec) systems.push(new DraySystem(ctx, { threads: rec.threads, concurrency: rec.concurrency, isolation: o.isolation } satisfies DrayConfig));
-  if (o.baseline) systems.push(new BaselineSystem(ctx));
+  if (o.baseline) systems.push(new BaselineSystem(ctx), new BaselineSystem(ctx, true));
   if (o.compareBullmq) {
     const make = (mode: "inprocess" | "threads", c: number) => {
       const b = new BullSystem(ctx, mode, c);

@@ -80,6 +80,22 @@ export function recommend(cells: RunResult[], scenario: Scenario): Recommendatio
   };
 }
 
+/**
+ * Splits dray's gap to the bare loop: what handing each batch to a thread and back costs the loop
+ * (the thread-hop loop against the bare one), and what dray does beyond that.
+ */
+export function isolationLine(references: Reference[], dray: RunResult | undefined): string | undefined {
+  const jps = (kind: RunResult["kind"]) => {
+    const r = references.find((x) => x.kind === kind)?.median;
+    return r?.status === "ok" ? r.processing.jobsPerSec : undefined;
+  };
+  const bare = jps("baseline");
+  const hop = jps("hop");
+  if (!bare || !hop) return undefined;
+  const own = dray?.status === "ok" ? `; dray = ${(dray.processing.jobsPerSec / hop).toFixed(2)}x the thread-hop loop` : "";
+  return `isolation alone: the thread-hop loop does ${(hop / bare).toFixed(2)}x the bare loop${own}`;
+}
+
 export interface TargetResult {
   name: string;
   status: "PASS" | "MISS" | "n/a";

@@ -35,7 +35,8 @@ export interface Remaining {
 
 export interface System {
   readonly label: string;
-  readonly kind: "dray" | "baseline" | "bullmq";
+  /** "hop": the bare loop with its handlers in a thread (baseline_streams.ts, BENCH_HOP=thread). */
+  readonly kind: "dray" | "baseline" | "hop" | "bullmq";
   readonly threads?: number;
   readonly concurrency?: number;
   enqueueBulk(payloads: BenchPayload[]): Promise<unknown>;
@@ -108,14 +109,21 @@ export class DraySystem extends DrayStream implements System {
   }
 }
 
+/** The bare Streams loop, or with `hop` the same loop running its handlers in one thread. */
 export class BaselineSystem extends DrayStream implements System {
-  readonly kind = "baseline";
-  readonly label = "bare streams loop";
+  readonly kind: "baseline" | "hop";
+  readonly label: string;
+
+  constructor(ctx: BenchContext, readonly hop = false) {
+    super(ctx);
+    this.kind = hop ? "hop" : "baseline";
+    this.label = hop ? "streams loop, thread hop" : "bare streams loop";
+  }
 
   start(): Child {
     return spawnChild([...runtimeCommand(this.ctx.runtime, true), "bench/baseline_streams.ts"], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, BENCH_STREAM: benchStream(this.ctx.prefix),
-      BENCH_SCENARIO: this.ctx.scenario,
+      BENCH_SCENARIO: this.ctx.scenario, ...(this.hop ? { BENCH_HOP: "thread" } : {}),
     }, scriptReady);
   }
 }

@@ -54,6 +54,12 @@ describe("dray bench", () => {
       const baseline = report.references.find((r) => r.kind === "baseline");
       expect(baseline?.median.status).toBe("ok");
       expect(report.targets.find((t) => t.name.includes("bare streams loop"))?.status).toMatch(/PASS|MISS/);
+      // and the same loop with a thread hop, its latency run included, with what isolation alone costs
+      const hop = report.references.find((r) => r.kind === "hop");
+      expect(hop?.median.status).toBe("ok");
+      expect(hop?.median.processing.jobs).toBe(250);
+      expect(hop?.median.latency?.jobs).toBe(30);
+      expect(lines.some((l) => /^isolation alone: the thread-hop loop does [\d.]+x the bare loop; dray = [\d.]+x/.test(l))).toBe(true);
       expect(lines.some((l) => l.startsWith("recommendation: for this scenario (noop) use --threads 1 --concurrency 8"))).toBe(true);
       const json = JSON.parse(readFileSync(`${out}.json`, "utf8")) as BenchReport;
       expect(json.cells[0]!.processing.jobs).toBe(250);

@@ -6,6 +6,7 @@ import process from "node:process";
 import os from "node:os";
 import { createRequire } from "node:module";
 export { dieWithParent } from "./parent_death.mjs";
+export { enableTypeScriptImports } from "./typescript.mjs";
 
 export type RuntimeName = "bun" | "deno" | "node";
 
@@ -88,16 +89,6 @@ export function childRuntimeArgs(): { command: string; args: string[] } {
 /** The permissions dray needs on Deno; deno.json tasks list the same. */
 export function denoPermissions(): string[] {
   return ["--allow-env", "--allow-net", "--allow-read", "--allow-sys=hostname,osRelease,cpus", "--allow-run"];
-}
-
-/**
- * Makes `import()` of `.ts` files work on the calling thread. Bun and Deno do it natively; Node 20
- * worker threads do not get tsx's ESM hooks from the parent's `--import tsx`, so register them here.
- */
-export async function enableTypeScriptImports(): Promise<void> {
-  if (runtime() !== "node") return;
-  const api = await import("tsx/esm/api");
-  api.register();
 }
 
 /**
