@@ -76,12 +76,12 @@ export interface QueueKeys {
 
 /**
  * A field written with every HSET of the running hash, so that Redis keeps that hash as a table.
- * Redis stores a small hash (up to hash-max-listpack-entries, 512 by default) as one
- * flat list, and each field an HSET or HDEL touches is a scan of that list: with hundreds of jobs in
- * flight, marking a batch running cost Redis 1.5-2 us per job. A value longer than
- * hash-max-listpack-value (64 by default) makes Redis build a table instead, which it keeps while
- * the key lives, and the field keeps the key alive between batches. "" is no job id (ids are 1-200
- * characters), so readers of the hash never meet it.
+ * Redis stores a small hash (up to hash-max-listpack-entries, 512 by default) as one flat list, and
+ * each field an HSET or HDEL touches is a scan of that list: with hundreds of jobs in flight, marking
+ * a batch running cost Redis 1.5-2 us per job (bench/README.md, "The running hash"). A value longer
+ * than hash-max-listpack-value (64 by default) makes Redis build a table instead, which it keeps
+ * while the key lives, and this field keeps the key alive between batches. "" is no job id (ids are
+ * 1-200 characters), so readers of the hash never meet it.
  */
 export const runningPin: readonly [string, string] = ["", "-".repeat(80)];
 
