@@ -42,7 +42,8 @@ async function main(): Promise<void> {
   });
   let stopping = false;
   onShutdownSignal(() => (stopping = true));
-  const count = env("BENCH_HOP") === "thread" ? BATCH / IN_FLIGHT : BATCH;
+  const hop = env("BENCH_HOP") === "thread";
+  const count = hop ? BATCH / IN_FLIGHT : BATCH;
   const read = async () => {
     const res = (await redis.xreadgroup("GROUP", GROUP, "c1", "COUNT", count, "BLOCK", 200,
       "STREAMS", stream, ">")) as [string, Entry[]][] | null;
@@ -53,7 +54,7 @@ async function main(): Promise<void> {
     await redis.multi().xack(stream, GROUP, ...ids).xdel(stream, ...ids).exec();
   };
   const body = (fields: string[]) => fields[fields.indexOf("m") + 1]!;
-  if (env("BENCH_HOP") === "thread") {
+  if (hop) {
     await hopLoop(scenario, url, read, ack, body, () => stopping);
   } else {
     console.log(JSON.stringify({ ready: Date.now() }));

@@ -1,7 +1,8 @@
 /**
- * The thread of the "thread hop" reference loop (baseline_streams.ts with BENCH_HOP=thread, entered through baseline_thread.mjs): takes a
- * batch of message bodies as one JSON string, runs their handlers, and answers with one JSON string of
- * outcomes. The least that isolating handlers in a thread costs: one message each way per batch.
+ * The thread of the thread-hop reference loop (baseline_streams.ts with BENCH_HOP=thread; its entry is
+ * baseline_thread.mjs): takes a batch of message bodies as one JSON string, runs their handlers, and
+ * answers with one JSON string of outcomes. About the least that isolating handlers in a thread
+ * costs: one message each way per batch.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { handle, type BenchPayload, type Scenario } from "./scenarios.ts";
