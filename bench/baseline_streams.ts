@@ -35,8 +35,6 @@ async function main(): Promise<void> {
   if (!stream) throw new Error("BENCH_STREAM is not set");
   const url = env("REDIS_URL") ?? "redis://127.0.0.1:6379";
   const redis = new Redis(url);
-  const recorder = new Redis(url);
-  const push = (key: string, value: string) => recorder.rpush(key, value);
   await redis.xgroup("CREATE", stream, GROUP, "0", "MKSTREAM").catch((e: Error) => {
     if (!String(e.message).includes("BUSYGROUP")) throw e;
   });
@@ -57,6 +55,9 @@ async function main(): Promise<void> {
   if (hop) {
     await hopLoop(scenario, url, read, ack, body, () => stopping);
   } else {
+    // The latency run's records go on a connection of their own (the thread-hop loop's thread has its own).
+    const recorder = new Redis(url);
+    const push = (key: string, value: string) => recorder.rpush(key, value);
     console.log(JSON.stringify({ ready: Date.now() }));
     while (!stopping) {
       const entries = await read();
@@ -64,9 +65,9 @@ async function main(): Promise<void> {
       await Promise.all(entries.map(([, fields]) => handle(scenario, (JSON.parse(body(fields)) as { payload: BenchPayload }).payload, push)));
       await ack(entries);
     }
+    recorder.disconnect();
   }
   redis.disconnect();
-  recorder.disconnect();
 }
 
 async function hopLoop(scenario: Scenario, redisUrl: string, read: () => Promise<Entry[]>, ack: (entries: Entry[]) => Promise<void>,
