@@ -2,7 +2,7 @@
  * `dray bench`: a sweep of dray worker settings (threads x concurrency), then interleaved rounds of
  * dray at the recommended setting against the bare Streams loop and, with `--compare bullmq`,
  * BullMQ in-process and with worker threads. Prints progress, tables, a recommendation and the
- * issue's targets; can write JSON and an SVG chart.
+ * throughput targets; can write JSON and an SVG chart.
  */
 import { writeFileSync } from "node:fs";
 import { Redis } from "ioredis";
@@ -204,7 +204,7 @@ async function referenceRounds(ctx: BenchContext, o: BenchOptions, ro: RunOption
   return [...runs.entries()].map(([label, e]) => ({ label, kind: e.system.kind, runs: e.runs, median: medianRun(e.runs) }));
 }
 
-/** io scenario: the noop ceiling at --threads 2 --concurrency 200, the issue's io target's reference. */
+/** io scenario: the noop ceiling at --threads 2 --concurrency 200, the io target's reference. */
 async function ioCeiling(ctx: BenchContext, o: BenchOptions, ro: RunOptions, cells: RunResult[], log: (l: string) => void) {
   const cell = cells.find((c) => c.threads === 2 && c.concurrency === 200 && c.status === "ok")
     ?? (o.isolation === "inline" ? cells.find((c) => c.concurrency === 200 && c.status === "ok") : undefined);

@@ -43,7 +43,7 @@ export interface RunResult {
   peakRssMb: number | null;
   workerCpuMsPerJob: number | null;
   redisCpuMsPerJob: number | null;
-  /** Redis commands per job, enqueue and processing together (the target). */
+  /** Redis commands per job, enqueue and processing together (one of the targets). */
   redisCommandsPerJob: number | null;
   /** The enqueue part (bulk and single sends alike). */
   enqueueCommandsPerJob: number | null;

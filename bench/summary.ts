@@ -1,5 +1,5 @@
 /**
- * From runs to conclusions: the median of repeated runs, the recommended cell, and the issue's
+ * From runs to conclusions: the median of repeated runs, the recommended cell, and the
  * targets as PASS / MISS lines.
  */
 import type { Latency, Percentiles } from "./latency.ts";

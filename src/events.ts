@@ -10,8 +10,11 @@ export interface WorkerEventMap {
   "job:retry": { id: string; actor: string; queue: string; attempt: number; delay: number; error: SerializedError };
   /** A job (or an undecodable entry) went to the dead-letter queue. */
   "job:dead": { id: string; actor: string; queue: string; attempt: number; error: SerializedError };
-  /** A job was removed without success and without a dead letter: aborted, or failed (result refused). */
-  "job:discarded": { id: string; actor: string; queue: string; attempt: number; status: "failed" | "aborted"; error: SerializedError };
+  /**
+   * A job was removed without success and without a dead letter: aborted, failed (result refused), or
+   * skipped without running (a cron tick under its overlap lock); `error` says why.
+   */
+  "job:discarded": { id: string; actor: string; queue: string; attempt: number; status: "failed" | "aborted" | "skipped"; error: SerializedError };
   /** A job went back to its queue without being charged an attempt. */
   "job:returned": { id: string; actor: string; queue: string; reason: string };
   /** Reading from or writing to Redis failed; the supervisor backs off and tries again. */

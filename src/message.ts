@@ -54,6 +54,8 @@ export interface Delivery {
 export interface DeliveryRef {
   stream: string;
   entryId: string;
+  /** Which claim on the entry this is, for brokers that tell claims apart by more than the consumer (memory). */
+  claim?: number;
 }
 
 /** A stream entry that could not be decoded: it still has to be dead-lettered and acked. */
@@ -78,6 +80,11 @@ export function encodeMessage(message: Message): string {
   }
 }
 
+/**
+ * Validates and normalises in place and returns the parsed object itself: fields this version does
+ * not know (a newer sender's, during a rolling upgrade) ride along, so a retry, dead letter or give
+ * back re-encodes them. In place because this runs for every job; a copy would cost as much again.
+ */
 export function decodeMessage(raw: string | undefined, queue: string): Message {
   if (raw === undefined) throw new MalformedMessageError(`entry has no "m" field`);
   let value: unknown;
@@ -94,19 +101,23 @@ export function decodeMessage(raw: string | undefined, queue: string): Message {
   if (m.pipe !== undefined && !(Array.isArray(m.pipe) && m.pipe.every(isPipeStep))) {
     throw new MalformedMessageError("message has a malformed pipeline (pipe)");
   }
-  return {
-    id: m.id,
-    actor: m.actor,
-    queue: typeof m.queue === "string" ? m.queue : queue,
-    payload: m.payload,
-    priority: typeof m.priority === "number" ? m.priority : 0,
-    sentAt: m.sentAt,
-    ...(m.dedup ? { dedup: true } : {}),
-    ...(typeof m.cron?.name === "string" && typeof m.cron.tick === "number" ? { cron: { name: m.cron.name, tick: m.cron.tick } } : {}),
-    ...(m.tracked ? { tracked: true } : {}),
-    ...(typeof m.meta === "object" && m.meta !== null && !Array.isArray(m.meta) ? { meta: m.meta } : {}),
-    ...(m.pipe && m.pipe.length > 0 ? { pipe: m.pipe } : {}),
-  };
+  // Foreign writers may leave these out; dray's senders always write them, so these rarely assign.
+  if (typeof m.queue !== "string") m.queue = queue;
+  if (typeof m.priority !== "number") m.priority = 0;
+  // Absent rather than false, empty or malformed: middleware tests presence (`if (!message.cron)`).
+  // dray's senders write these well-formed or not at all, so the deletes stay off the common path.
+  if (m.dedup !== undefined && m.dedup !== true) normaliseFlag(m, "dedup");
+  if (m.tracked !== undefined && m.tracked !== true) normaliseFlag(m, "tracked");
+  if (m.cron !== undefined && !(typeof m.cron?.name === "string" && typeof m.cron.tick === "number")) delete m.cron;
+  if (m.meta !== undefined && !(typeof m.meta === "object" && m.meta !== null && !Array.isArray(m.meta))) delete m.meta;
+  if (m.pipe?.length === 0) delete m.pipe;
+  return m as Message;
+}
+
+/** A truthy flag becomes `true`, a falsy one goes. */
+function normaliseFlag(m: Partial<Message>, flag: "dedup" | "tracked"): void {
+  if (m[flag]) m[flag] = true;
+  else delete m[flag];
 }
 
 function isPipeStep(s: unknown): s is PipeStep {

@@ -11,7 +11,7 @@ import { cronForWorker } from "./cron/mod.ts";
 import { createExecutor, type Isolation } from "./executor/mod.ts";
 import type { Middleware } from "./middleware.ts";
 import { cwd, hostname, onShutdownSignal, pid } from "./runtime/mod.ts";
-import { defaultMiddleware, Supervisor } from "./supervisor.ts";
+import { defaultMiddleware, Supervisor, type StopReport } from "./supervisor.ts";
 
 export interface WorkerOptions {
   /** App modules that define actors (paths or URLs); imported here and in every thread. */
@@ -50,9 +50,9 @@ export interface WorkerOptions {
 
 export interface RunningWorker {
   supervisor: Supervisor;
-  /** Resolves when the worker has stopped. */
-  stopped: Promise<void>;
-  stop(): Promise<void>;
+  /** Resolves when the worker has stopped, with what it could not settle (see Supervisor.stop). */
+  stopped: Promise<StopReport>;
+  stop(): Promise<StopReport>;
 }
 
 /** Resolves module specifiers against the working directory into importable URLs. */
@@ -96,15 +96,17 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     // Renew claims three times per visibility timeout, so one slow round trip never lets one lapse.
     renewEvery: Math.max(50, Math.floor(((broker as { visibilityTimeout?: number }).visibilityTimeout ?? 10_000) / 3)),
   });
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
-  let stopping: Promise<void> | undefined;
+  let resolveStopped!: (report: StopReport) => void;
+  const stopped = new Promise<StopReport>((r) => (resolveStopped = r));
+  let stopping: Promise<StopReport> | undefined;
   const stop = () => (stopping ??= (async () => {
     await cron.stop();
-    await supervisor.stop();
+    const report = await supervisor.stop();
     if (!options.broker) await broker.close();
-    await closeBroker(); // handlers that sent jobs opened the default connection
-    resolveStopped();
+    // Handlers that sent jobs opened the default connection; with Redis away its quit never answers.
+    await Promise.race([closeBroker().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+    resolveStopped(report);
+    return report;
   })());
   if (options.handleSignals ?? true) {
     let first = 0;

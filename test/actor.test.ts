@@ -9,7 +9,8 @@ import { configure, settings } from "../src/config.ts";
 import { closeBroker } from "../src/client.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
 import { chained, flaky, signup } from "./fixtures/api_app.ts";
-import { cleanPrefix, REDIS_URL, redisAvailable, testPrefix } from "./helpers.ts";
+import { cleanPrefix, REDIS_URL, testPrefix } from "./helpers.ts";
+import { hasRedis } from "./redis_test.ts";
 
 describe("actor()", () => {
   test("rejects invalid options with a message naming the option", () => {
@@ -71,11 +72,7 @@ describe("send with a MemoryBroker and drain()", () => {
 
 describe("send with Redis", () => {
   let prefix = "";
-  const it = (title: string, body: () => Promise<void>) =>
-    test(title, async () => {
-      if (!(await redisAvailable())) return;
-      await body();
-    }, 15_000);
+  const it = (title: string, body: () => Promise<void>) => test.skipIf(!hasRedis)(title, body, 15_000);
   beforeEach(() => {
     prefix = testPrefix("api");
     configure({ prefix, redisUrl: REDIS_URL });

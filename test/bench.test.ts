@@ -12,11 +12,11 @@ import { runBench, type BenchReport } from "../bench/mod.ts";
 import type { RunResult } from "../bench/runner.ts";
 import { evaluateTargets } from "../bench/summary.ts";
 import { ConfigError } from "../src/errors.ts";
-import { REDIS_URL, redisAvailable } from "./helpers.ts";
+import { REDIS_URL } from "./helpers.ts";
+import { redisTest } from "./redis_test.ts";
 
 describe("dray bench", () => {
-  test("given a tiny noop bench, when it runs, then it reports sane figures, writes JSON and SVG, and leaves no keys", async () => {
-    if (!(await redisAvailable())) return;
+  redisTest("given a tiny noop bench, when it runs, then it reports sane figures, writes JSON and SVG, and leaves no keys", async () => {
     // given
     const out = join(tmpdir(), `dray-bench-test-${crypto.randomUUID().slice(0, 8)}`);
     const lines: string[] = [];
@@ -81,8 +81,7 @@ describe("dray bench", () => {
     }
   }, 120_000);
 
-  test("given a drain cut off at --max-seconds, when it ends, then no latency is measured behind the backlog", async () => {
-    if (!(await redisAvailable())) return;
+  redisTest("given a drain cut off at --max-seconds, when it ends, then no latency is measured behind the backlog", async () => {
     // given jobs of 10 ms, one at a time, and 0.3 s to drain 1,250 of them
     const options = {
       ...parseBenchArgs(["--scenario", "io", "--jobs", "1000", "--threads", "1", "--concurrency", "1", "--isolation", "inline",

@@ -1,7 +1,8 @@
 /**
  * What every cron store (src/cron/store.ts) must do, run against the Redis store and the memory one
  * by cron_store.test.ts: start counting at first sight, claim a tick once whoever asks, refuse stale
- * and early claims, and keep the overlap lock and run history the run middleware relies on.
+ * and early claims, and keep the overlap lock (taken, renewed by its holder only, released, expired)
+ * and run history the run middleware relies on.
  */
 import { describe, expect, test } from "bun:test";
 import { pino } from "pino";
@@ -11,7 +12,7 @@ import { cronRuns } from "../src/cron/runs.ts";
 import type { CronStore } from "../src/cron/store.ts";
 import { tickMessages, Ticker } from "../src/cron/ticker.ts";
 import type { Delivery, Message } from "../src/message.ts";
-import type { ProcessInfo } from "../src/middleware.ts";
+import type { Decision, ProcessInfo } from "../src/middleware.ts";
 
 export const CONFORMANCE_QUEUE = "cron-conf";
 const target = actor("cron_conf_actor", { queue: CONFORMANCE_QUEUE, timeLimit: 42_000 }, () => undefined);
@@ -30,14 +31,14 @@ function define(expression: string, options: CronOptionsInput = {}): CronJob {
   return job;
 }
 
-export function cronStoreConformance(name: string, setup: () => Promise<CronStoreUnderTest | undefined>): void {
+/** `enabled` is known before the tests are registered, so that bun reports them as skipped when false. */
+export function cronStoreConformance(name: string, setup: () => Promise<CronStoreUnderTest>, enabled: boolean): void {
   const logger = pino({ level: "silent" });
   const second = (ms: number) => Math.floor(ms / 1000) * 1000;
 
-  describe(`cron store conformance: ${name}`, () => {
+  describe.skipIf(!enabled)(`cron store conformance: ${name}`, () => {
     test("first sight starts counting from the given time; a second ticker's first sight changes nothing", async () => {
       const t = await setup();
-      if (!t) return;
       // given a cron no ticker has seen
       const job = define("* * * * * *");
       const { now, last } = await t.store.read([job]);
@@ -52,7 +53,6 @@ export function cronStoreConformance(name: string, setup: () => Promise<CronStor
 
     test("a claim sends each due tick once; a stale claim (its plan read before another moved on) sends nothing", async () => {
       const t = await setup();
-      if (!t) return;
       // given a cron handled up to 5 s ago
       const job = define("* * * * * *");
       const t1 = second((await t.store.read([])).now) - 4_000;
@@ -68,7 +68,6 @@ export function cronStoreConformance(name: string, setup: () => Promise<CronStor
 
     test("a tick later than the store's clock is refused, and the last tick handled does not jump ahead", async () => {
       const t = await setup();
-      if (!t) return;
       const job = define("* * * * * *");
       const now = (await t.store.read([])).now;
       await t.store.write([{ kind: "begin", job, now: now - 1_000 }]);
@@ -82,7 +81,6 @@ export function cronStoreConformance(name: string, setup: () => Promise<CronStor
 
     test("two tickers at once enqueue the newest due tick once, with a job id from (cron, tick)", async () => {
       const t = await setup();
-      if (!t) return;
       // given an every-second cron handled up to 3 s ago, and two tickers on it
       const job = define("* * * * * *", { payload: { hello: "cron" } });
       const jobs = new Map([[job.name, job]]);
@@ -116,18 +114,22 @@ export function cronStoreConformance(name: string, setup: () => Promise<CronStor
       const after = (d: Delivery, ok: boolean) => mw.afterProcess!(info(d),
         ok ? { status: "ok", value: { n: 1 }, duration: 3 } : { status: "error", error: { name: "Boom", message: "no" }, final: false, duration: 3 },
         { kind: "ack" });
-      return { job, before, after, history: () => store.history({ name: job.name, queue: CONFORMANCE_QUEUE }) };
+      const skip = (d: Delivery, decision: Decision | undefined) => mw.afterSkip!(info(d), decision);
+      return { job, before, after, skip, history: () => store.history({ name: job.name, queue: CONFORMANCE_QUEUE }) };
     };
+    const lock = (job: CronJob, tick: number, lockTtl: number) =>
+      ({ queue: CONFORMANCE_QUEUE, cron: job.name, jobId: `cron:${job.name}:${tick}`, lockTtl });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
     test("a run while another holds the lock is SKIPPED; the lock is released on success and on failure", async () => {
       const t = await setup();
-      if (!t) return;
       // given a cron with a 60 s lock, and the run of tick 1 going
       const { job, before, after, history } = runs(t.store, { lockTtl: 60_000 });
       const [t1, t2, t3, t4] = [1, 2, 3, 4].map((i) => delivery(job, i * 1000));
       expect(await before(t1!)).toBeUndefined();
-      // when tick 2 starts meanwhile / then it is skipped (acked without running)
-      expect(await before(t2!)).toEqual({ kind: "ack" });
+      // when tick 2 starts meanwhile / then it is skipped: removed unrun, its record saying why
+      expect(await before(t2!)).toEqual({ kind: "discard", status: "skipped",
+        error: { name: "Locked", message: "the previous run still holds the overlap lock" } });
       // but a redelivery of tick 1 itself (its worker died) takes its own lock back
       const t1Again = delivery(job, 1000);
       expect(await before(t1Again)).toBeUndefined();
@@ -142,23 +144,99 @@ export function cronStoreConformance(name: string, setup: () => Promise<CronStor
       expect(all[0]).toMatchObject({ cron: job.name, jobId: `cron:${job.name}:1000`, attempt: 1, result: { n: 1 }, duration: 3 });
       expect(all[2]!.error).toEqual({ name: "Boom", message: "no" });
       expect(all[0]!.completedAt).toBeGreaterThanOrEqual(all[0]!.startedAt);
+      await after(t4!, true);
     });
 
     test("the lock expires after lockTtl when its holder never comes back", async () => {
       const t = await setup();
-      if (!t) return;
-      // given a run holding a 300 ms lock whose worker died (no afterProcess)
-      const { job, before } = runs(t.store, { lockTtl: 300 });
-      expect(await before(delivery(job, 1000))).toBeUndefined();
-      expect(await before(delivery(job, 2000))).toEqual({ kind: "ack" });
+      // given a 300 ms lock taken by a run whose worker died (no middleware left to renew or release it)
+      const { job, before, after } = runs(t.store, { lockTtl: 300 });
+      const dead = delivery(job, 1000);
+      expect(await t.store.run({ queue: CONFORMANCE_QUEUE, cron: job.name, mode: "start", jobId: dead.message.id,
+        lockTtl: 300, runId: `${dead.message.id}#1`, run: { cron: job.name, tick: 1000, jobId: dead.message.id,
+          attempt: 1, status: "RUNNING", startedAt: Date.now() }, score: 1000, cap: 10 })).toBe(1);
+      expect(await before(delivery(job, 2000))).toMatchObject({ kind: "discard", status: "skipped" });
       // when lockTtl has passed / then the next tick runs
-      await new Promise((r) => setTimeout(r, 350));
-      expect(await before(delivery(job, 3000))).toBeUndefined();
+      await sleep(350);
+      const third = delivery(job, 3000);
+      expect(await before(third)).toBeUndefined();
+      await after(third, true);
+    });
+
+    test("renew extends the holder's lock; another job's renew and a renew after expiry change nothing", async () => {
+      const t = await setup();
+      // given tick 1 holding a 300 ms lock
+      const { job } = runs(t.store, { lockTtl: 0 });
+      const start = (tick: number) => t.store.run({ queue: CONFORMANCE_QUEUE, cron: job.name, mode: "start",
+        jobId: `cron:${job.name}:${tick}`, lockTtl: 300, runId: `r${tick}`,
+        run: { cron: job.name, tick, jobId: `cron:${job.name}:${tick}`, attempt: 1, status: "RUNNING", startedAt: tick }, score: tick, cap: 10 });
+      expect(await start(1000)).toBe(1);
+      // when its holder renews it at 200 ms, and tick 2 tries to renew it too
+      await sleep(200);
+      expect(await t.store.renew(lock(job, 1000, 300))).toBe("renewed");
+      expect(await t.store.renew(lock(job, 2000, 60_000))).toBe("taken");
+      // then it is still held past its first 300 ms, and tick 2's renew did not stretch it
+      await sleep(200);
+      expect(await start(3000)).toBe(0);
+      await sleep(200);
+      expect(await start(4000)).toBe(1);
+      // and once it expired, its old holder cannot renew it back, nor does anyone hold it
+      await sleep(350);
+      expect(await t.store.renew(lock(job, 4000, 300))).toBe("expired");
+      expect(await t.store.renew(lock(job, 4000, 300))).toBe("expired");
+      expect(await start(5000)).toBe(1);
+    });
+
+    test("a run longer than lockTtl keeps its lock: the middleware renews it until the run ends", async () => {
+      const t = await setup();
+      // given a cron with a 300 ms lock and tick 1 running
+      const { job, before, after, history } = runs(t.store, { lockTtl: 300 });
+      const first = delivery(job, 1000);
+      expect(await before(first)).toBeUndefined();
+      // when it runs for three times lockTtl / then ticks started meanwhile are skipped
+      await sleep(450);
+      expect(await before(delivery(job, 2000))).toMatchObject({ kind: "discard", status: "skipped" });
+      await sleep(450);
+      expect(await before(delivery(job, 3000))).toMatchObject({ kind: "discard", status: "skipped" });
+      // and once it ended, the next tick runs, and stays alone even after lockTtl (renewal stopped with tick 1)
+      await after(first, true);
+      const fourth = delivery(job, 4000);
+      expect(await before(fourth)).toBeUndefined();
+      await sleep(450);
+      expect(await before(delivery(job, 5000))).toMatchObject({ kind: "discard", status: "skipped" });
+      await after(fourth, true);
+      expect((await history()).map((r) => [r.tick / 1000, r.status])).toEqual([[5, "SKIPPED"], [4, "COMPLETED"],
+        [3, "SKIPPED"], [2, "SKIPPED"], [1, "COMPLETED"]]);
+    });
+
+    test("a run settled without its afterProcess stops renewing and releases its lock, unless its lease was lost", async () => {
+      const t = await setup();
+      // given a cron with a 300 ms lock and tick 1 running
+      const { job, before, skip, history } = runs(t.store, { lockTtl: 300 });
+      const first = delivery(job, 1000);
+      expect(await before(first)).toBeUndefined();
+      // when a later middleware dead-letters it before it ran / then the next tick runs at once
+      await skip(first, { kind: "deadLetter", error: { name: "MaxAgeExceeded", message: "too old" } });
+      const second = delivery(job, 2000);
+      expect(await before(second)).toBeUndefined();
+      // when tick 2 is given back (a hook threw) / then the lock is free for tick 3 too
+      await skip(second, { kind: "giveBack" });
+      const third = delivery(job, 3000);
+      expect(await before(third)).toBeUndefined();
+      const runs1 = await history();
+      expect(runs1.find((r) => r.tick === 1000)).toMatchObject({ status: "FAILED", error: { name: "MaxAgeExceeded", message: "too old" } });
+      expect(runs1.find((r) => r.tick === 2000)).toMatchObject({ status: "SKIPPED" });
+      // when this worker loses tick 3's lease (another worker runs it now) / then its lock and its
+      // RUNNING record are left to that worker, and no longer renewed from here
+      await skip(third, undefined);
+      expect(await before(delivery(job, 4000))).toMatchObject({ kind: "discard", status: "skipped" });
+      expect((await history()).find((r) => r.tick === 3000)).toMatchObject({ status: "RUNNING" });
+      await sleep(350);
+      expect(await t.store.renew(lock(job, 3000, 300))).toBe("expired");
     });
 
     test("lockTtl 0 takes no lock; history keeps only the newest historySize runs", async () => {
       const t = await setup();
-      if (!t) return;
       // given a cron without lock keeping 3 runs
       const { job, before, history } = runs(t.store, { lockTtl: 0, historySize: 3 });
       // when five ticks start while none finished

@@ -1,8 +1,9 @@
 /**
  * Cron end to end, through real processes as users run them: `dray scheduler` and `dray worker`
  * (whose embedded tickers race the schedulers) on every-second crons. Exactly once per tick across
- * five tickers, no lost tick when a scheduler is killed, the overlap lock (SKIPPED runs, release on
- * success and failure, expiry after kill -9), and each catch-up policy after a 10-tick outage.
+ * five tickers, no lost tick when a scheduler is killed, the overlap lock (SKIPPED runs settled as
+ * skipped jobs, release on success and failure, renewal during runs longer than lockTtl, expiry after
+ * kill -9), and each catch-up policy after a 10-tick outage.
  * About two minutes, most of it the 60-tick run.
  */
 import { redisTest } from "./redis_test.ts";
@@ -11,7 +12,7 @@ import { Redis } from "ioredis";
 import { cronKeys, queueKeys } from "../src/broker/keys.ts";
 import { cronHistory, type CronRun } from "../src/cron/history.ts";
 import { decodeMessage, type Message } from "../src/message.ts";
-import { cleanPrefix, fixture, REDIS_URL, sleep, spawnScheduler, spawnWorker, started, testPrefix,
+import { cleanPrefix, fixture, maxOverlap, REDIS_URL, sleep, spawnScheduler, spawnWorker, started, testPrefix,
   tickerStarted, until, type WorkerProcess } from "./helpers.ts";
 
 let prefix = "";
@@ -150,6 +151,52 @@ describe("cron across processes", () => {
       expect(p.attempt).toBe(2);
       expect(flaky.some((r) => r.tick === p.tick && r.attempt === 1 && r.status === "FAILED")).toBe(true);
     }
+  }, 40_000);
+
+  it("a tick skipped by the overlap lock settles as skipped: its job record says why, and it is not logged completed", async () => {
+    // given cron_slow alone (2.5 s runs every second under a 10 s lock) on one worker
+    const w = worker("cron_overlap.ts", [], { CRON_ONLY: "slow" });
+    await started(w);
+    // when a run completes and ticks are skipped during one
+    await until(async () => {
+      const h = await history("cron_slow");
+      return h.some((r) => r.status === "COMPLETED") && h.filter((r) => r.status === "SKIPPED").length >= 2;
+    }, "a completed run and two skipped ticks", 20_000);
+    await w.stop("SIGTERM");
+    // then each skipped tick's job record is "skipped" with the reason; the worker logged it skipped,
+    // never completed (its log line and job:complete go together)
+    const all = await history("cron_slow");
+    const record = async (id: string) => JSON.parse((await redis.get(queueKeys(prefix, "cron").job(id))) ?? "null");
+    const said = (id: string) => w.logs.filter((l) => l.id === id).map((l) => l.msg);
+    const skipped = all.filter((r) => r.status === "SKIPPED");
+    expect(skipped.length).toBeGreaterThanOrEqual(2);
+    for (const run of skipped) {
+      expect(await record(run.jobId)).toMatchObject({ status: "skipped", attempts: 0,
+        error: { name: "Locked", message: "the previous run still holds the overlap lock" } });
+      expect(said(run.jobId)).toContain("job skipped");
+      expect(said(run.jobId)).not.toContain("job completed");
+    }
+    // and a run that went ahead is completed, as before
+    const done = all.find((r) => r.status === "COMPLETED")!;
+    expect(await record(done.jobId)).toMatchObject({ status: "completed", attempts: 1, result: { slept: 2500 } });
+    expect(said(done.jobId)).toContain("job completed");
+  }, 40_000);
+
+  it("a run longer than lockTtl keeps its lock: the ticks during it are SKIPPED and no two runs overlap", async () => {
+    // given cron_slow alone: 3 s runs every second under a 1 s lock, on one worker
+    const w = worker("cron_overlap.ts", [], { CRON_ONLY: "slow", CRON_SLOW_MS: "3000", CRON_LOCK_TTL: "1000" });
+    await started(w);
+    // when two runs complete
+    await until(async () => (await history("cron_slow")).filter((r) => r.status === "COMPLETED").length >= 2,
+      "two slow runs completed", 20_000);
+    await w.stop("SIGTERM");
+    // then the runs never overlapped, the ticks during them were skipped, and no renewal found its lock lost
+    const all = await history("cron_slow");
+    const runs = all.filter((r) => r.status !== "SKIPPED");
+    const spans = runs.map((r) => ({ start: r.startedAt, end: r.completedAt ?? Date.now() }));
+    expect({ runs: runs.length, overlap: maxOverlap(spans) }).toEqual({ runs: runs.length, overlap: 1 });
+    expect(all.filter((r) => r.status === "SKIPPED").length).toBeGreaterThanOrEqual(3);
+    expect(w.logs.filter((l) => Number(l.level) >= 40 && String(l.msg).includes("lock"))).toEqual([]);
   }, 40_000);
 
   it("the lock of a worker killed -9 mid-run blocks the next runs until lockTtl, then expires", async () => {

@@ -13,13 +13,13 @@ import { RedisCronStore } from "../src/cron/redis_store.ts";
 import { decodeMessage, type Message } from "../src/message.ts";
 import { startWorker } from "../src/worker.ts";
 import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
-import { cleanPrefix, fixture, REDIS_URL, redisAvailable, testPrefix } from "./helpers.ts";
+import { cleanPrefix, fixture, REDIS_URL, testPrefix } from "./helpers.ts";
+import { hasRedis, redisTest } from "./redis_test.ts";
 
 const redisPrefixes: string[] = [];
 let redis: Redis | undefined;
 
 cronStoreConformance("redis", async () => {
-  if (!(await redisAvailable())) return undefined;
   const prefix = testPrefix("cronstore");
   redisPrefixes.push(prefix);
   redis ??= new Redis(REDIS_URL);
@@ -29,7 +29,7 @@ cronStoreConformance("redis", async () => {
     store: new RedisCronStore(r, prefix),
     sent: async () => (await r.xrange(stream, "-", "+")).map(([, fields]) => decodeMessage(fields[1]!, CONFORMANCE_QUEUE)),
   };
-});
+}, hasRedis);
 
 cronStoreConformance("memory", async () => {
   const broker = new MemoryBroker();
@@ -42,7 +42,7 @@ cronStoreConformance("memory", async () => {
       return [...sent];
     },
   };
-});
+}, true);
 
 afterAll(async () => {
   redis?.disconnect();
@@ -50,8 +50,7 @@ afterAll(async () => {
 });
 
 describe("redis cron store", () => {
-  test("trimming the history removes the trimmed runs' records too, not only their order", async () => {
-    if (!(await redisAvailable())) return;
+  redisTest("trimming the history removes the trimmed runs' records too, not only their order", async () => {
     // given a store and a cron keeping 2 runs
     const prefix = testPrefix("cronstore");
     redisPrefixes.push(prefix);
@@ -103,5 +102,55 @@ describe("cron on a worker with the MemoryBroker", () => {
     const completed = history.filter((r) => r.status === "COMPLETED").map((r) => r.tick);
     expect(completed.length).toBe(ran.length);
     expect(completed).toEqual([...ran].sort((a, b) => b - a));
+  }, 20_000);
+
+  const slow = actor("cron_mem_slow_actor", { queue: "cron-mem-slow", maxRetries: 0 }, async () => {
+    await new Promise((r) => setTimeout(r, 1_500));
+    return "slept";
+  });
+
+  test("a tick skipped by the overlap lock settles as skipped: its record says so, and no job:complete", async () => {
+    // given a worker on a MemoryBroker with an every-second cron whose runs take 1.5 s under a 10 s lock
+    const broker = new MemoryBroker();
+    const job = cron("* * * * * *", slow, { name: "cron_mem_overlap", lockTtl: 10_000 });
+    const completes: string[] = [];
+    const discards: Array<{ id: string; status: string; error: { name: string } }> = [];
+    let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
+    const history = () => broker.crons.history({ name: job.name, queue: "cron-mem-slow" });
+    try {
+      worker = await startWorker({
+        modules: [fixture("lazy_app.ts")], queues: ["cron-mem-slow"], broker, isolation: "inline", concurrency: 4,
+        handleSignals: false, logger: pino({ level: "silent" }),
+      });
+      worker.supervisor.events.on("job:complete", (e) => completes.push(e.id));
+      worker.supervisor.events.on("job:discarded", (e) => discards.push(e));
+      // when a run completes with a tick skipped during it
+      const until = Date.now() + 10_000;
+      const seen = async () => {
+        const runs = await history();
+        return runs.some((r) => r.status === "COMPLETED") && runs.some((r) => r.status === "SKIPPED");
+      };
+      while (!(await seen()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      await worker?.stop();
+      crons.delete(job.name);
+    }
+    // then the skipped job's record is "skipped" with the reason, it was discarded and never completed
+    const runs = await history();
+    const skipped = runs.filter((r) => r.status === "SKIPPED").map((r) => r.jobId);
+    const ran = runs.filter((r) => r.status === "COMPLETED").map((r) => r.jobId);
+    expect(skipped.length).toBeGreaterThanOrEqual(1);
+    expect(ran.length).toBeGreaterThanOrEqual(1);
+    for (const id of skipped) {
+      expect(await broker.jobs.get("cron-mem-slow", id)).toMatchObject({ status: "skipped",
+        error: { name: "Locked", message: "the previous run still holds the overlap lock" } });
+      expect(completes).not.toContain(id);
+      expect(discards.find((d) => d.id === id)).toMatchObject({ status: "skipped", error: { name: "Locked" } });
+    }
+    // and the run that went ahead completed as usual
+    for (const id of ran) {
+      expect(await broker.jobs.get("cron-mem-slow", id)).toMatchObject({ status: "completed", result: "slept" });
+      expect(completes).toContain(id);
+    }
   }, 20_000);
 });

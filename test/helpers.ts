@@ -18,7 +18,11 @@ export function testPrefix(label = "t"): string {
 }
 
 let available: boolean | undefined;
-/** True when Redis answers. In CI a missing Redis is a failure, not a skip. */
+/**
+ * True when Redis answers. In CI a missing Redis is a failure, not a skip. Bun test files take it
+ * from redis_test.ts (`hasRedis`, `redisTest`), awaited before their tests are registered, so the
+ * runner counts them as skipped; returning early inside a test would count it as passed.
+ */
 export async function redisAvailable(): Promise<boolean> {
   if (available !== undefined) return available;
   const r = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });

@@ -15,6 +15,9 @@ export type Scripted = Redis & {
   draySettle(...args: (string | number)[]): Promise<number>;
   drayRequeue(...args: (string | number)[]): Promise<number>;
   drayAcquire(...args: (string | number)[]): Promise<number>;
+  drayAck(...args: (string | number)[]): Promise<string[]>;
+  drayRenew(...args: (string | number)[]): Promise<string[]>;
+  drayPrune(...args: (string | number)[]): Promise<number>;
 };
 
 export interface ConnectOptions {

@@ -9,7 +9,11 @@
  *   <p>:queues                      set    names of queues that ever had an actor
  *   {<p>:<q>}:stream:<priority>     stream ready messages; one stream per priority level, read
  *                                          highest first. Entry fields: m = message JSON, r = retries
- *                                          so far. Consumer group "dray". Entries are XDELeted on ack,
+ *                                          so far. Consumer group "dray", one consumer per worker
+ *                                          process: only the consumer holding an entry renews or
+ *                                          settles it. A worker removes its consumer when it stops;
+ *                                          others remove consumers that hold nothing and read nothing
+ *                                          for six visibility timeouts. Entries are XDELeted on ack,
  *                                          so a stream holds only what is waiting or running.
  *   {<p>:<q>}:priorities            set    priority levels in use on the queue (which streams to read)
  *   {<p>:<q>}:delayed               zset   messages waiting for their time (delay, at, retry backoff);
@@ -39,7 +43,7 @@
  *   <p>:abort                       pubsub channel: JSON {queue, id} of an aborted job; the worker
  *                                          running it stops it
  *   <p>:limit:<key>:running         zset   a concurrency limit: member = a running job's token
- *                                          "<jobId>:<entryId>", score = its lease's expiry ms (a dead
+ *                                          "<jobId>:<entryId>:<run nonce>", score = its lease's expiry ms (a dead
  *                                          worker's slot frees itself). Keyed by limit, not queue:
  *                                          actors of several queues may share one. <key> defaults to
  *                                          the actor's name
@@ -53,7 +57,8 @@
  *                                          published by tickers so `dray cron` works without modules
  *   {<p>:<q>}:cron:<name>:last      string the newest tick handled (ms since epoch), run or skipped;
  *                                          only the tick script writes it, and only forward
- *   {<p>:<q>}:cron:<name>:lock      string overlap lock: id of the job whose run holds it; PX lockTtl
+ *   {<p>:<q>}:cron:<name>:lock      string overlap lock: id of the job whose run holds it; PX lockTtl,
+ *                                          renewed by that run every lockTtl/3 while it goes on
  *   {<p>:<q>}:cron:<name>:runs      hash   run id "<jobId>#<attempt>" -> run JSON (status, tick, times,
  *                                          duration, result or error)
  *   {<p>:<q>}:cron:<name>:order     zset   run ids, score = start ms; trimmed with their runs to

@@ -18,6 +18,11 @@ interface Pending {
   claimedAt: number;
   /** Claims lost so far (taken back after the visibility timeout). */
   lost: number;
+  /**
+   * Which claim holds it now: a reclaim makes a new one, and only the delivery of the current claim
+   * may settle or renew it (as only the consumer holding an entry may, on Redis).
+   */
+  claim: number;
 }
 
 interface QueueState {
@@ -120,13 +125,14 @@ export class MemoryBroker implements Broker {
         if (now - p.claimedAt < this.visibilityTimeout) continue;
         p.claimedAt = now; // reclaimed: delivered again
         p.lost++;
-        out.push(this.#decode(queue, p.priority, { ...p.entry, entryId }, p.lost));
+        p.claim++;
+        out.push(this.#decode(queue, p.priority, { ...p.entry, entryId }, p.lost, p.claim));
       }
       for (const priority of [...q.ready.keys()].sort((a, b) => b - a)) {
         const list = q.ready.get(priority)!;
         while (list.length > 0 && out.length < count) {
           const entry = list.shift()!;
-          q.pending.set(entry.entryId, { entry, priority, claimedAt: now, lost: 0 });
+          q.pending.set(entry.entryId, { entry, priority, claimedAt: now, lost: 0, claim: 0 });
           const d = this.#decode(queue, priority, entry);
           if (!("malformed" in d) && d.message.tracked) this.jobs.markRunning(queue, d.message.id);
           out.push(d);
@@ -136,8 +142,8 @@ export class MemoryBroker implements Broker {
     return out;
   }
 
-  #decode(queue: string, priority: number, entry: Entry, lost = 0): Delivery | MalformedDelivery {
-    const ref = { stream: `${queue}:${priority}`, entryId: entry.entryId };
+  #decode(queue: string, priority: number, entry: Entry, lost = 0, claim = 0): Delivery | MalformedDelivery {
+    const ref = { stream: `${queue}:${priority}`, entryId: entry.entryId, claim };
     try {
       const message = decodeMessage(entry.body, queue);
       return lost > 0 ? { message, retries: entry.retries, lost, ref } : { message, retries: entry.retries, ref };
@@ -147,12 +153,17 @@ export class MemoryBroker implements Broker {
     }
   }
 
-  /** Removes an entry from pending; false when it is not ours any more (settled elsewhere). */
-  #release(ref: DeliveryRef): Pending | undefined {
+  /** The pending entry `ref` names, if `ref`'s claim still holds it. */
+  #held(ref: DeliveryRef): Pending | undefined {
     const queue = ref.stream.slice(0, ref.stream.lastIndexOf(":"));
-    const q = this.#q(queue);
-    const p = q.pending.get(ref.entryId);
-    q.pending.delete(ref.entryId);
+    const p = this.#q(queue).pending.get(ref.entryId);
+    return p && p.claim === (ref.claim ?? 0) ? p : undefined;
+  }
+
+  /** Removes an entry from pending; undefined when its claim is not `ref`'s (reclaimed or settled). */
+  #release(ref: DeliveryRef): Pending | undefined {
+    const p = this.#held(ref);
+    if (p) this.#q(ref.stream.slice(0, ref.stream.lastIndexOf(":"))).pending.delete(ref.entryId);
     return p;
   }
 
@@ -163,18 +174,23 @@ export class MemoryBroker implements Broker {
     else this.#dedup.delete(key);
   }
 
-  async ack(done: Acked[]): Promise<void> {
+  async ack(done: Acked[]): Promise<DeliveryRef[]> {
+    const lost: DeliveryRef[] = [];
     for (const { delivery, keepMs, record } of done) {
-      if (!this.#release(delivery.ref)) continue;
+      if (!this.#release(delivery.ref)) {
+        lost.push(delivery.ref);
+        continue;
+      }
       const { message } = delivery;
       if (message.dedup) this.#settleDedup(message.queue, message.id, keepMs);
       if (message.tracked || record) this.jobs.finish(message.queue, message.id, record, keepMs);
     }
+    return lost;
   }
 
-  async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<void> {
+  async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<boolean> {
     const p = this.#release(delivery.ref);
-    if (!p) return;
+    if (!p) return false;
     const { message } = delivery;
     this.#q(message.queue).delayed.push({
       due: Date.now() + delayMs, priority: p.priority,
@@ -182,10 +198,11 @@ export class MemoryBroker implements Broker {
     });
     if (options.record) this.jobs.put(options.record);
     if (message.tracked || options.record) this.jobs.notRunning(message.queue, message.id);
+    return true;
   }
 
-  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<void> {
-    if (!this.#release(delivery.ref)) return;
+  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<boolean> {
+    if (!this.#release(delivery.ref)) return false;
     const malformed = "malformed" in delivery;
     const queue = malformed ? delivery.queue : delivery.message.queue;
     this.#q(queue).dlq.push({
@@ -195,23 +212,29 @@ export class MemoryBroker implements Broker {
     });
     if (!malformed && delivery.message.dedup) this.#settleDedup(queue, delivery.message.id, keepMs);
     if (!malformed && (delivery.message.tracked || record)) this.jobs.finish(queue, delivery.message.id, record, keepMs);
+    return true;
   }
 
-  async giveBack(deliveries: Delivery[]): Promise<void> {
+  async giveBack(deliveries: Delivery[]): Promise<DeliveryRef[]> {
+    const lost: DeliveryRef[] = [];
     for (const d of deliveries) {
       const p = this.#release(d.ref);
+      if (!p) lost.push(d.ref);
       if (p) this.#push(d.message.queue, p.priority, { ...p.entry, entryId: this.#entryId() });
       if (p && d.message.tracked) this.jobs.notRunning(d.message.queue, d.message.id);
     }
+    return lost;
   }
 
-  async extend(refs: DeliveryRef[]): Promise<void> {
+  async extend(refs: DeliveryRef[]): Promise<DeliveryRef[]> {
     const now = Date.now();
+    const lost: DeliveryRef[] = [];
     for (const ref of refs) {
-      const queue = ref.stream.slice(0, ref.stream.lastIndexOf(":"));
-      const p = this.#q(queue).pending.get(ref.entryId);
+      const p = this.#held(ref);
       if (p) p.claimedAt = now;
+      else lost.push(ref);
     }
+    return lost;
   }
 
   async publishActors(actors: ActorMeta[]): Promise<void> {
@@ -299,6 +322,7 @@ class MemoryLimits implements RateLimits {
     // Concurrent: score = lease expiry; window: score = start, aged out after the window.
     const expired = (score: number) => rule.kind === "concurrent" ? score <= now : score <= now - rule.windowMs;
     for (const [t, score] of slots) if (expired(score)) slots.delete(t);
+    if (slots.has(token)) return 0; // already granted to this token, as the script has it
     if (slots.size < rule.limit) {
       slots.set(token, rule.kind === "concurrent" ? now + rule.leaseMs : now);
       return 0;

@@ -1,13 +1,15 @@
 import type { Redis } from "ioredis";
+import { Blocker } from "./blocker.ts";
+import { ackBatch, leaveGroups, recoverOwn, renewLeases } from "./leases.ts";
 import type { Logger } from "pino";
 import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
-import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
-import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
-import { connect, decodeEntries, execPipeline, type Entry, type Scripted } from "./connection.ts";
+import { actorsKey, GROUP, limitKey, queueKeys, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
+import { ACK, ACQUIRE, ENQUEUE, PRUNE, READ, RENEW, REQUEUE, SETTLE } from "./scripts.ts";
+import { connect, execPipeline, type Scripted } from "./connection.ts";
 import { readByScript, readPlain } from "./read.ts";
 import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
@@ -39,7 +41,7 @@ export class RedisBroker implements Broker {
   readonly limits: RateLimits;
   readonly crons: CronStore;
   readonly #redis: Scripted;
-  #blocker: Redis | undefined;
+  readonly #blocker: Blocker;
   readonly #options: RedisBrokerOptions;
   readonly #knownPriorities = new Set<string>();
   readonly #knownQueues = new Set<string>();
@@ -48,8 +50,14 @@ export class RedisBroker implements Broker {
   readonly #oneLevel = new Set<string>();
   readonly #keys = new Map<string, QueueKeys>();
   #lastReclaim = 0;
-  /** When the blocking read in progress gives up (0 when none): a retry due sooner interrupts it. */
-  #blockUntil = 0;
+  /**
+   * No reclaiming before this (ms). After Redis was unreachable, every entry's idle time includes the
+   * outage: reclaiming at once would take jobs from workers that hold them and only could not renew.
+   * They renew as soon as Redis is back; this worker waits one visibility timeout first.
+   */
+  #reclaimAfter = 0;
+  /** Queues this consumer read (its consumer exists in their streams' groups). */
+  readonly #readQueues = new Set<string>();
   #turn = 0;
 
   constructor(options: RedisBrokerOptions) {
@@ -63,6 +71,22 @@ export class RedisBroker implements Broker {
     this.#redis.defineCommand("draySettle", { numberOfKeys: 6, lua: SETTLE });
     this.#redis.defineCommand("drayRequeue", { numberOfKeys: 2, lua: REQUEUE });
     this.#redis.defineCommand("drayAcquire", { numberOfKeys: 1, lua: ACQUIRE });
+    this.#redis.defineCommand("drayAck", { numberOfKeys: 2, lua: ACK });
+    this.#redis.defineCommand("drayRenew", { numberOfKeys: 1, lua: RENEW });
+    this.#redis.defineCommand("drayPrune", { numberOfKeys: 1, lua: PRUNE });
+    this.#blocker = new Blocker(options, this.prefix, this.consumer, this.#redis);
+    // ioredis sends a command again when its connection dropped before the reply: a read sent again
+    // leaves the first one's entries pending here, unseen. Look for them once reading again.
+    // And while Redis was away no holder could renew: reclaim nothing until they had the time to.
+    let down = false;
+    this.#redis.on("close", () => {
+      down = true;
+      this.#blocker.noteLostReply();
+    });
+    this.#redis.on("ready", () => {
+      if (down) this.#reclaimAfter = Date.now() + this.visibilityTimeout;
+      down = false;
+    });
     this.jobs = new RedisJobStore({
       prefix: this.prefix, redis: this.#redis, logger: options.logger,
       subscriber: () => connect({ ...options, patient: true }, "dray-sub"),
@@ -132,9 +156,24 @@ export class RedisBroker implements Broker {
   }
 
   async read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>> {
+    try {
+      return await this.#read(queues, count, blockMs);
+    } catch (error) {
+      // The read may have run and its reply been lost; and holders could not renew meanwhile.
+      this.#blocker.noteLostReply();
+      this.#reclaimAfter = Date.now() + this.visibilityTimeout;
+      throw error;
+    }
+  }
+
+  async #read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>> {
     const now = Date.now();
-    const reclaim = now - this.#lastReclaim >= this.visibilityTimeout / 2;
-    if (reclaim) this.#lastReclaim = now;
+    const reclaim = now - this.#lastReclaim >= this.visibilityTimeout / 2 && now >= this.#reclaimAfter
+      && this.#redis.status === "ready";
+    if (reclaim) {
+      this.#lastReclaim = now;
+      this.#prune(queues);
+    }
     const out: Array<Delivery | MalformedDelivery> = [];
     let nextDue = Infinity;
     // Start from a different queue each time so one busy queue cannot starve the others.
@@ -151,6 +190,7 @@ export class RedisBroker implements Broker {
       }
       if (got.levels === 1) this.#oneLevel.add(queue);
       else this.#oneLevel.delete(queue);
+      this.#readQueues.add(queue);
       if (got.due >= 0) nextDue = Math.min(nextDue, got.due);
     }
     if (out.length > 0 || blockMs <= 0) return this.#markRunning(out);
@@ -189,21 +229,42 @@ export class RedisBroker implements Broker {
       await new Promise((r) => setTimeout(r, Math.min(waitMs, 250)));
       return;
     }
-    this.#blocker ??= connect({ ...this.#options, patient: true }, "dray-block");
-    let res: [string, Entry[]][] | null;
-    this.#blockUntil = Date.now() + waitMs;
     try {
-      res = (await this.#blocker.xreadgroup("GROUP", GROUP, this.consumer, "COUNT", count, "BLOCK", waitMs,
-        "STREAMS", ...streams, ...streams.map(() => ">"))) as [string, Entry[]][] | null;
+      await this.#blocker.read(streams, count, waitMs, out);
     } catch (error) {
       if (String(error).includes("NOGROUP")) this.#streamsByQueue.clear();
       else if (!String(error).includes("Connection is closed")) throw error;
-      return;
-    } finally {
-      this.#blockUntil = 0;
     }
-    for (const [stream, entries] of res ?? []) {
-      decodeEntries(out, queueOfStream(this.prefix, stream), stream, entries);
+  }
+
+  /**
+   * Removes consumers of these queues that hold nothing and have not read for six visibility
+   * timeouts (workers that are gone), so that consumer groups do not grow with every worker start.
+   * Runs with the reclaim pass, not awaited: it changes nothing any read depends on.
+   */
+  #prune(queues: string[]): void {
+    const pipe = this.#redis.pipeline() as unknown as Scripted;
+    for (const queue of queues) {
+      for (const stream of this.#streamsByQueue.get(queue) ?? [this.keys(queue).stream(0)]) {
+        pipe.drayPrune(stream, GROUP, this.consumer, this.visibilityTimeout * 6);
+      }
+    }
+    (pipe as unknown as { exec(): Promise<unknown> }).exec().catch(() => undefined);
+  }
+
+  /** See Broker.recover: after a connection dropped, entries this consumer holds but never saw. */
+  async recover(queues: string[], holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>> {
+    if (!this.#blocker.takeLostReplies()) return [];
+    try {
+      const streams: Array<{ stream: string; queue: string }> = [];
+      for (const queue of queues) {
+        const k = this.keys(queue);
+        for (const p of await this.#redis.smembers(k.priorities)) streams.push({ stream: k.streamPrefix + p, queue });
+      }
+      return this.#markRunning(await recoverOwn(this.#redis, this.consumer, streams, holds));
+    } catch (error) {
+      this.#blocker.noteLostReply(); // look again next time
+      throw error;
     }
   }
 
@@ -226,76 +287,50 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * One MULTI for a batch: the records of the batch (kept `keepMs`), the acks, and one message per
-   * queue to whoever waits on these jobs. The ack and the outcome land together or not at all.
+   * One ACK script per queue for a batch: the records of the batch (kept `keepMs`), the acks, and one
+   * message per queue to whoever waits on these jobs. The ack and the outcome land together or not at
+   * all, and only for entries this consumer still holds.
    */
-  async ack(done: Acked[]): Promise<void> {
-    if (done.length === 0) return;
-    const byStream = new Map<string, string[]>();
-    let recorded: Map<string, string[]> | undefined;
-    const multi = this.#redis.multi();
-    for (const { delivery, keepMs, record } of done) {
-      const { message } = delivery;
-      const ids = byStream.get(delivery.ref.stream) ?? [];
-      ids.push(delivery.ref.entryId);
-      byStream.set(delivery.ref.stream, ids);
-      const k = this.keys(message.queue);
-      if (message.dedup) {
-        if (keepMs > 0) multi.pexpire(k.dedup(message.id), keepMs);
-        else multi.del(k.dedup(message.id));
-      }
-      if (record?.status === "aborted") multi.srem(k.aborted, message.id);
-      if (!message.tracked && !(record && keepMs > 0)) continue;
-      if (record && keepMs > 0) multi.set(k.job(message.id), encodeRecord(record), "PX", keepMs);
-      else multi.del(k.job(message.id));
-      recorded ??= new Map();
-      const waited = recorded.get(message.queue);
-      if (waited) waited.push(message.id);
-      else recorded.set(message.queue, [message.id]);
-    }
-    for (const [stream, ids] of byStream) {
-      multi.xack(stream, GROUP, ...ids);
-      multi.xdel(stream, ...ids);
-    }
-    for (const [queue, ids] of recorded ?? []) {
-      const k = this.keys(queue);
-      multi.hdel(k.running, ...ids);
-      multi.publish(k.done, JSON.stringify(ids));
-    }
-    await execPipeline(multi);
+  async ack(done: Acked[]): Promise<DeliveryRef[]> {
+    if (done.length === 0) return [];
+    return await ackBatch(this.#redis, (q) => this.keys(q), this.consumer, done);
   }
 
-  async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<void> {
+  async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<boolean> {
     const k = this.keys(delivery.message.queue);
     const retries = options.charge === false ? delivery.retries : delivery.retries + 1;
-    await this.#redis.draySettle(delivery.ref.stream, k.delayed, "", ...this.#recordKeys(delivery, options.record),
+    const settled = await this.#redis.draySettle(delivery.ref.stream, k.delayed, "", ...this.#recordKeys(delivery, options.record),
       GROUP, delivery.ref.entryId, "delay", encodeMessage(delivery.message), retries, Math.max(0, Math.round(delayMs)),
-      "", 0, ...this.#recordArgs(delivery, options.record, 0, false));
+      "", 0, ...this.#recordArgs(delivery, options.record, 0, false), this.consumer);
     // Our own read loop may be blocked past the new due time; wake it rather than run the retry late.
-    if (this.#blockUntil > 0 && Date.now() + delayMs < this.#blockUntil - 10) this.interrupt();
+    const until = this.#blocker.blockingUntil;
+    if (until > 0 && Date.now() + delayMs < until - 10) this.#blocker.wake();
+    return settled > 0;
   }
 
-  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<void> {
+  async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<boolean> {
     const isMalformed = "malformed" in delivery;
     const queue = isMalformed ? delivery.queue : delivery.message.queue;
     const k = this.keys(queue);
     const body = isMalformed ? JSON.stringify(delivery.raw) : encodeMessage(delivery.message);
     const dedup = !isMalformed && delivery.message.dedup ? k.dedup(delivery.message.id) : "";
     const kept = keepMs > 0 ? record : undefined;
-    await this.#redis.draySettle(delivery.ref.stream, k.dlq, dedup,
+    const settled = await this.#redis.draySettle(delivery.ref.stream, k.dlq, dedup,
       ...(isMalformed ? ["", "", ""] : this.#recordKeys(delivery, kept)),
       GROUP, delivery.ref.entryId, "dlq", body, isMalformed ? 0 : delivery.retries, 0, JSON.stringify(error), keepMs,
-      ...(isMalformed ? ["", "", 0, ""] : this.#recordArgs(delivery, kept, keepMs, true)));
+      ...(isMalformed ? ["", "", 0, ""] : this.#recordArgs(delivery, kept, keepMs, true)), this.consumer);
+    return settled > 0;
   }
 
-  async giveBack(deliveries: Delivery[]): Promise<void> {
-    if (deliveries.length === 0) return;
+  async giveBack(deliveries: Delivery[]): Promise<DeliveryRef[]> {
+    if (deliveries.length === 0) return [];
     const pipe = this.#redis.pipeline() as unknown as Scripted;
     for (const d of deliveries) {
       pipe.draySettle(d.ref.stream, d.ref.stream, "", ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId,
-        "stream", encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false));
+        "stream", encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false), this.consumer);
     }
-    await execPipeline(pipe);
+    const settled = await execPipeline(pipe);
+    return deliveries.filter((_, n) => !(Number(settled[n]) > 0)).map((d) => d.ref);
   }
 
   /** SETTLE's record keys: none for a job that has no record and gets none. */
@@ -311,17 +346,8 @@ export class RedisBroker implements Broker {
     return [d.message.id, record ? encodeRecord(record) : "", ttl, tell];
   }
 
-  async extend(refs: DeliveryRef[]): Promise<void> {
-    if (refs.length === 0) return;
-    const byStream = new Map<string, string[]>();
-    for (const r of refs) {
-      const ids = byStream.get(r.stream);
-      if (ids) ids.push(r.entryId);
-      else byStream.set(r.stream, [r.entryId]);
-    }
-    const pipe = this.#redis.pipeline();
-    for (const [stream, ids] of byStream) pipe.xclaim(stream, GROUP, this.consumer, 0, ...ids, "JUSTID");
-    await execPipeline(pipe);
+  extend(refs: DeliveryRef[]): Promise<DeliveryRef[]> {
+    return renewLeases(this.#redis, this.consumer, refs);
   }
 
   async publishActors(actors: ActorMeta[]): Promise<void> {
@@ -361,18 +387,31 @@ export class RedisBroker implements Broker {
     return (await this.#redis.smembers(queuesKey(this.prefix))).sort();
   }
 
-  /**
-   * Drops the blocking connection. Should Redis have answered the read in that instant, its entries
-   * stay pending for this consumer and are reclaimed after the visibility timeout: late, never lost.
-   */
+  /** Ends a blocking read in progress at once, without losing what it may have read (see Blocker). */
   interrupt(): void {
-    this.#blocker?.disconnect();
-    this.#blocker = undefined;
+    this.#blocker.wake();
   }
 
+  /**
+   * Leaves the consumer groups this consumer read (where it holds nothing: what it still holds stays
+   * pending and is reclaimed), then closes. Bounded: with Redis away, a worker still stops.
+   */
   async close(): Promise<void> {
-    this.interrupt();
+    this.#blocker.close();
     this.jobs.close();
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    const bounded = <T>(p: Promise<T>) => Promise.race([p, new Promise<void>((r) => setTimeout(r, 1_000).unref?.())]);
+    if (this.#redis.status === "ready" && this.#readQueues.size > 0) {
+      const leave = async () => {
+        const streams: string[] = [];
+        for (const queue of this.#readQueues) {
+          const k = this.keys(queue);
+          for (const p of await this.#redis.smembers(k.priorities)) streams.push(k.streamPrefix + p);
+        }
+        await leaveGroups(this.#redis, this.consumer, streams);
+      };
+      await bounded(leave().catch(() => undefined));
+    }
+    await bounded(this.#redis.quit().catch(() => undefined));
+    this.#redis.disconnect();
   }
 }

@@ -129,17 +129,26 @@ return 1
  *       running, aborted
  * ARGV: group, entryId, mode ('delay'|'dlq'|'stream'), body, retries, delayMs, errorJson, dedupTtlMs,
  *       jobId, recordJson ('' = leave it, or delete it when dead-lettering), recordTtlMs (0 = none),
- *       doneChannel ('' = tell no one)
+ *       doneChannel ('' = tell no one), consumer (who must hold the entry)
+ * Returns: 1 when settled; 2 when it was already, by an earlier send of this same call; 0 when this
+ * consumer does not hold the entry (any more): nothing changed.
  */
 export const SETTLE = `
 local group, id, mode, body, retries = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('XACK', KEYS[1], group, id) == 0 and id ~= '' then
-  -- Not pending for the group any more: another consumer reclaimed and settled it. Do nothing
-  -- rather than duplicate the message.
+-- Only the consumer that holds the entry settles it. XACK alone would also take an entry that
+-- another consumer reclaimed (and runs now) from under it, or that it already settled: either way
+-- the job would run twice or its outcome be overwritten. Do nothing: the lease was lost.
+local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
+if not p[1] then
+  -- Settled already: by this same call, sent again after its connection dropped with the reply
+  -- (ioredis resends it) if the record holds what this call writes; else by another worker.
+  if KEYS[4] ~= '' and ARGV[10] ~= '' and redis.call('GET', KEYS[4]) == ARGV[10] then return 2 end
   return 0
 end
+if p[1][2] ~= ARGV[13] then return 0 end
+redis.call('XACK', KEYS[1], group, id)
 redis.call('XDEL', KEYS[1], id)
 if mode == 'delay' then
   local prio = string.match(KEYS[1], ':(-?%d+)$')
@@ -181,7 +190,7 @@ if not raw then return { 'unknown', '' } end
 local ok, rec = pcall(cjson.decode, raw)
 if not ok or type(rec) ~= 'table' then return { 'unknown', '' } end
 local before = rec.status
-if before == 'completed' or before == 'failed' or before == 'dead' or before == 'aborted' then
+if before == 'completed' or before == 'failed' or before == 'dead' or before == 'aborted' or before == 'skipped' then
   return { 'finished', before }
 end
 local jobId = ARGV[1]
@@ -210,12 +219,16 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if kind == 'concurrent' then
   -- Leases of workers that died without releasing run out.
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  -- Already granted: this same call, sent again after its connection dropped with the reply. Refused
+  -- now, its own slot would stay taken until the lease ran out.
+  if redis.call('ZSCORE', KEYS[1], token) then return 0 end
   if redis.call('ZCARD', KEYS[1]) >= limit then return -1 end
   redis.call('ZADD', KEYS[1], now + ms, token)
   if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
   return 0
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ms)
+if redis.call('ZSCORE', KEYS[1], token) then return 0 end
 if redis.call('ZCARD', KEYS[1]) >= limit then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   return math.max(1, tonumber(oldest[2]) + ms - now)
@@ -276,6 +289,112 @@ for i = 4, #ARGV do
       redis.call('XDEL', KEYS[1], ARGV[i])
       n = n + 1
     end
+  end
+end
+return n
+`;
+
+/**
+ * ack: jobs that finished, one call per queue per batch: the acks, the records and the message to
+ * result waiters land together or not at all. Only entries this consumer still holds are acked (one
+ * XPENDING per stream over the batch's id range, filtered to this consumer): a late ack of an entry
+ * that another worker reclaimed would delete that worker's entry, or overwrite the record of a job
+ * now waiting for a retry with "completed".
+ * KEYS: running, aborted
+ * ARGV: group, consumer, doneChannel, then per stream: stream, lowestId, highestId, n, and n jobs of
+ *   7 fields: entryId, jobId, dedupKey ('' = none), recordKey ('' = leave), recordJson ('' = delete the
+ *   record), keepMs (ttl of record and dedup key; 0 deletes the dedup key), srem ('1' = leave the
+ *   aborted set)
+ * Returns: the entry ids not acked because this consumer does not hold them (and did not just ack
+ * them in an earlier send of this call).
+ */
+export const ACK = `
+local group, consumer, channel = ARGV[1], ARGV[2], ARGV[3]
+local i, lost, told = 4, {}, {}
+while i <= #ARGV do
+  local stream, lo, hi, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  local mine = {}
+  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, consumer)) do mine[p[1]] = true end
+  local acked = {}
+  for _ = 1, n do
+    local id, jobId, dedup, rec, json, keep = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+    if mine[id] then
+      acked[#acked + 1] = id
+      if dedup ~= '' then
+        if keep > 0 then redis.call('PEXPIRE', dedup, keep) else redis.call('DEL', dedup) end
+      end
+      if ARGV[i + 6] == '1' then redis.call('SREM', KEYS[2], jobId) end
+      if rec ~= '' then
+        if json ~= '' then redis.call('SET', rec, json, 'PX', keep) else redis.call('DEL', rec) end
+        told[#told + 1] = jobId
+      end
+    elseif rec == '' or json == '' or redis.call('GET', rec) ~= json then
+      -- Not held: reclaimed by another worker, or settled. When the record holds what this call
+      -- writes, it was this same call, sent again after its connection dropped with the reply.
+      lost[#lost + 1] = id
+    end
+    i = i + 7
+  end
+  if #acked > 0 then
+    redis.call('XACK', stream, group, unpack(acked))
+    redis.call('XDEL', stream, unpack(acked))
+  end
+end
+if #told > 0 then
+  redis.call('HDEL', KEYS[1], unpack(told))
+  redis.call('PUBLISH', channel, cjson.encode(told))
+end
+return lost
+`;
+
+/**
+ * renew: resets the idle time of the entries this consumer still holds, so that no one reclaims them
+ * while their jobs run. XCLAIM alone would succeed whoever holds an entry: a worker that stalled past
+ * the visibility timeout would take a job back from the worker that reclaimed it, and both would run
+ * it to the end. An entry held by another consumer (or settled) is reported instead.
+ * KEYS: stream
+ * ARGV: group, consumer, lowestId, highestId, id1, id2, ...
+ * Returns: the ids this consumer does not hold (lost leases).
+ */
+export const RENEW = `
+local group, consumer = ARGV[1], ARGV[2]
+local mine = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 1000000, consumer)) do mine[p[1]] = true end
+local claim, lost = { 'XCLAIM', KEYS[1], group, consumer, 0 }, {}
+for i = 5, #ARGV do
+  if mine[ARGV[i]] then claim[#claim + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
+end
+if #claim > 5 then
+  claim[#claim + 1] = 'JUSTID'
+  redis.call(unpack(claim))
+end
+return lost
+`;
+
+/**
+ * prune: removes consumers of a stream's group that hold nothing and have not read for `idleMs`:
+ * workers that are gone (killed, or stopped by a dray that did not remove its own). A consumer that
+ * holds entries is kept whatever its idle time: removing it would drop its entries from the pending
+ * list, the only trace that they still have to run. One script, so that no consumer reads between the
+ * check and the removal. With idleMs 0 only `consumer` itself goes, if it holds nothing (a worker
+ * leaving); a live worker removed by mistake costs nothing: its next read makes it again.
+ * KEYS: stream
+ * ARGV: group, consumer, idleMs
+ * Returns: how many consumers were removed.
+ */
+export const PRUNE = `
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+local idleMs, n = tonumber(ARGV[3]), 0
+for _, c in ipairs(consumers) do
+  local f = {}
+  for j = 1, #c, 2 do f[c[j]] = c[j + 1] end
+  local gone
+  if idleMs == 0 then gone = f.name == ARGV[2] else gone = f.name ~= ARGV[2] and f.idle > idleMs end
+  if gone and f.pending == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f.name)
+    n = n + 1
   end
 end
 return n

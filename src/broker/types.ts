@@ -82,16 +82,30 @@ export interface Broker {
    * record read "running" from now until they settle.
    */
   read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>>;
-  /** Jobs that finished: removed for good. */
-  ack(done: Acked[]): Promise<void>;
-  /** Back to the delayed set after `delayMs`, with one more retry counted (unless `charge: false`). */
-  retry(delivery: Delivery, delayMs: number, options?: RetryOptions): Promise<void>;
-  /** To the dead-letter queue; `record` (status dead, the error) is kept `keepMs` beside it. */
-  deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs?: number, record?: JobRecord): Promise<void>;
-  /** Unstarted or interrupted work goes back to its queue, not charged an attempt. */
-  giveBack(deliveries: Delivery[]): Promise<void>;
-  /** Renews this consumer's claim on running deliveries so no one reclaims them. */
-  extend(refs: DeliveryRef[]): Promise<void>;
+  /**
+   * Settling: each of these changes only deliveries this consumer still holds. One whose claim
+   * lapsed and was reclaimed (or that was settled already) is left as it is and reported lost: its
+   * outcome must not overwrite the new holder's.
+   */
+  /** Jobs that finished: removed for good. Returns the refs not acked because their lease was lost. */
+  ack(done: Acked[]): Promise<DeliveryRef[]>;
+  /**
+   * Back to the delayed set after `delayMs`, with one more retry counted (unless `charge: false`).
+   * False when the lease was lost: nothing changed.
+   */
+  retry(delivery: Delivery, delayMs: number, options?: RetryOptions): Promise<boolean>;
+  /** To the dead-letter queue; `record` (status dead, the error) is kept `keepMs` beside it. False: lease lost. */
+  deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs?: number, record?: JobRecord): Promise<boolean>;
+  /** Unstarted or interrupted work goes back to its queue, not charged an attempt. Returns the lost refs. */
+  giveBack(deliveries: Delivery[]): Promise<DeliveryRef[]>;
+  /** Renews this consumer's claim on running deliveries so no one reclaims them. Returns the lost refs. */
+  extend(refs: DeliveryRef[]): Promise<DeliveryRef[]>;
+  /**
+   * Deliveries this consumer holds that never reached it: a connection dropped with a read's reply
+   * on it. `holds` says which refs the caller already has. Without it, such entries wait for the
+   * visibility timeout and count as a lost claim.
+   */
+  recover?(queues: string[], holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>>;
   publishActors(actors: ActorMeta[]): Promise<void>;
   lookupActor(name: string): Promise<ActorMeta | undefined>;
   deadLetters(queue: string, options?: { limit?: number }): Promise<DeadLetter[]>;

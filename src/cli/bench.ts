@@ -9,7 +9,13 @@ import { SCENARIOS, type Scenario } from "../../bench/scenarios.ts";
 
 /** `dray bench ...`: parses the flags; the bench itself lives in bench/. */
 export async function run(args: string[]): Promise<void> {
+  // The chaos scenario is a fault-injection run, not a sweep: its own flags (bench/chaos/cli.ts).
+  if (isChaos(args)) return await (await import("../../bench/chaos/cli.ts")).runChaosCli(args);
   await runBench(parseBenchArgs(args));
+}
+
+function isChaos(args: string[]): boolean {
+  return args.some((a, i) => a === "--scenario=chaos" || (a === "--scenario" && args[i + 1] === "chaos"));
 }
 
 export function parseBenchArgs(args: string[]): BenchOptions {

@@ -4,7 +4,7 @@ import { settings } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { positiveInt } from "./worker.ts";
 
-/** `dray dlq list|requeue|purge [--queue q] [--id ID ...] [--limit N] [--json]` */
+/** `dray dlq list|requeue|purge [--queue q | --all] [--id ID ...] [--limit N] [--json]` */
 export async function run(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
@@ -14,14 +14,22 @@ export async function run(args: string[]): Promise<void> {
       id: { type: "string", multiple: true },
       limit: { type: "string" },
       json: { type: "boolean" },
+      all: { type: "boolean" },
     },
   });
   const action = positionals[0] ?? "list";
   if (!["list", "requeue", "purge"].includes(action)) throw new ConfigError(`dlq: unknown action "${action}" (list, requeue, purge)`);
+  // Purging cannot be undone, so emptying every queue has to be asked for by name; before Redis is
+  // touched, so a bare `purge` removes nothing.
+  if (action === "purge" && !values.queue && !values.all) {
+    throw new ConfigError("dlq purge: give --queue <q> to empty one queue's dead letters, or --all to empty every queue's");
+  }
+  if (values.queue && values.all) throw new ConfigError("dlq: give --queue <q> or --all, not both");
   const s = settings();
   const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix });
   try {
     const queues = values.queue ? [values.queue] : await broker.queues();
+    let purged = 0;
     for (const queue of queues) {
       if (action === "list") {
         const letters = await broker.deadLetters(queue, { limit: values.limit ? positiveInt("--limit", values.limit) : 100 });
@@ -43,8 +51,13 @@ export async function run(args: string[]): Promise<void> {
             (values.id ? ", or no such letter" : ""));
         }
       } else {
-        console.log(`${queue}: purged ${await broker.purgeDeadLetters(queue)}`);
+        const n = await broker.purgeDeadLetters(queue);
+        purged += n;
+        console.log(`${queue}: purged ${n}`);
       }
+    }
+    if (action === "purge" && values.all) {
+      console.log(`purged ${purged} dead letter${purged === 1 ? "" : "s"} in ${queues.length} queue${queues.length === 1 ? "" : "s"}`);
     }
   } finally {
     await broker.close();

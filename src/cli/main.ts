@@ -28,8 +28,10 @@ commands:
                        each cron's schedule, next run and last run status
   cron history <name> [module...] [--limit N] [--json]
                        the runs of one cron: RUNNING, COMPLETED, FAILED, SKIPPED
-  dlq list|requeue|purge [--queue q] [--id ID] [--limit N]
+  dlq list|requeue [--queue q] [--id ID] [--limit N]
                        inspect and requeue dead letters
+  dlq purge --queue q | --all
+                       remove dead letters for good; says how many
   queues [--watch]     ready / running / delayed / dead per queue
   bench                throughput, latency and cost per job; recommends --threads/--concurrency
                        [--scenario noop|cpu|io|mixed] [--jobs N] [--threads 1,2,4] [--concurrency 1,16,64,256]

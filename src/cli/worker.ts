@@ -36,9 +36,10 @@ export async function run(args: string[]): Promise<void> {
     ...(values["visibility-timeout"] ? { visibilityTimeout: positiveInt("--visibility-timeout", values["visibility-timeout"]) } : {}),
     ...(values["no-cron"] ? { cron: false } : {}),
   });
-  await worker.stopped;
+  const report = await worker.stopped;
   // App modules may hold handles (pools, timers) that would keep the process up after a clean stop.
-  exit(0);
+  // Jobs left unsettled (Redis away) are not lost, but the stop was not clean: say so to the supervisor.
+  exit(report.unsettled > 0 ? 1 : 0);
 }
 
 export function nonNegativeInt(flag: string, raw: string): number {

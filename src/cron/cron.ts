@@ -12,9 +12,9 @@ const optionsSchema = z.strictObject({
   /** IANA zone the expression is read in, e.g. "Europe/Paris"; DST is handled by croner. @default UTC */
   timezone: z.string().min(1).optional(),
   /**
-   * Overlap lock, ms: a run takes it for this long; a run that finds it held is recorded SKIPPED and
-   * not executed. Released when the run ends; expires if its holder died. 0: no lock, runs may
-   * overlap. @default the actor's timeLimit
+   * Overlap lock, ms: a run takes it for this long and renews it every lockTtl/3 while it goes on; a
+   * run that finds it held is recorded SKIPPED and not executed. Released when the run ends; expires
+   * this long after its holder died. 0: no lock, runs may overlap. @default the actor's timeLimit
    */
   lockTtl: z.number().int().nonnegative().optional(),
   /** What each run's handler gets; checked against the actor's schema here. @default undefined */

@@ -1,7 +1,7 @@
 import type { SendRequest } from "../broker/types.ts";
 import type { CronJob } from "./cron.ts";
 import type { CronRun } from "./history.ts";
-import type { CronRunStep, CronStore, CronWrite } from "./store.ts";
+import type { CronLock, CronRenewal, CronRunStep, CronStore, CronWrite } from "./store.ts";
 
 /**
  * Cron state in memory, for the MemoryBroker (`broker.crons`): the same rules as the Redis store's
@@ -64,6 +64,15 @@ export class MemoryCronStore implements CronStore {
     if (s.lockTtl > 0) this.#locks.set(k, { jobId: s.jobId, until: now + s.lockTtl });
     this.#record(k, s, s.run);
     return 1;
+  }
+
+  async renew(l: CronLock): Promise<CronRenewal> {
+    const lock = this.#locks.get(key(l.queue, l.cron));
+    const now = Date.now();
+    if (lock === undefined || lock.until <= now) return "expired";
+    if (lock.jobId !== l.jobId) return "taken";
+    lock.until = now + l.lockTtl;
+    return "renewed";
   }
 
   #record(k: string, s: CronRunStep, run: CronRun): void {

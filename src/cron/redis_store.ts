@@ -3,12 +3,13 @@ import { cronKeys, queueKeys } from "../broker/keys.ts";
 import { encodeMessage } from "../message.ts";
 import type { CronJob } from "./cron.ts";
 import { cronHistory, publishCrons } from "./history.ts";
-import { CRON_RUN, CRON_TICK } from "./scripts.ts";
-import type { CronRunStep, CronStore, CronWrite } from "./store.ts";
+import { CRON_RENEW, CRON_RUN, CRON_TICK } from "./scripts.ts";
+import type { CronLock, CronRenewal, CronRunStep, CronStore, CronWrite } from "./store.ts";
 
 type Scripted = Redis & {
   drayCronTick(...args: (string | number)[]): Promise<number>;
   drayCronRun(...args: (string | number)[]): Promise<number>;
+  drayCronRenew(...args: (string | number)[]): Promise<number>;
 };
 type Pipe = Scripted & { exec(): Promise<[Error | null, unknown][] | null> };
 
@@ -28,6 +29,7 @@ export class RedisCronStore implements CronStore {
     this.#prefix = prefix;
     if (typeof this.#redis.drayCronTick !== "function") this.#redis.defineCommand("drayCronTick", { lua: CRON_TICK });
     if (typeof this.#redis.drayCronRun !== "function") this.#redis.defineCommand("drayCronRun", { numberOfKeys: 3, lua: CRON_RUN });
+    if (typeof this.#redis.drayCronRenew !== "function") this.#redis.defineCommand("drayCronRenew", { numberOfKeys: 1, lua: CRON_RENEW });
   }
 
   #keys(job: CronJob) {
@@ -71,6 +73,11 @@ export class RedisCronStore implements CronStore {
     const k = cronKeys(this.#prefix, s.queue, s.cron);
     return this.#redis.drayCronRun(k.lock, k.runs, k.order, s.mode, s.jobId, s.lockTtl, s.runId, JSON.stringify(s.run),
       s.skipped ? JSON.stringify(s.skipped) : "", s.score, s.cap);
+  }
+
+  async renew(l: CronLock): Promise<CronRenewal> {
+    const reply = await this.#redis.drayCronRenew(cronKeys(this.#prefix, l.queue, l.cron).lock, l.jobId, l.lockTtl);
+    return reply === 1 ? "renewed" : reply === 0 ? "expired" : "taken";
   }
 
   publish(jobs: Iterable<CronJob>): Promise<void> {

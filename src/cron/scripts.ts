@@ -85,3 +85,20 @@ if holder == jobId then redis.call('DEL', KEYS[1]) end
 record(ARGV[5])
 return 1
 `;
+
+/**
+ * renew: extend a cron's overlap lock while its run goes on, only if this job still holds it (the
+ * check and the PEXPIRE in one step, so a lock another job took meanwhile is never stretched).
+ * KEYS: lock
+ * ARGV: jobId, lockTtlMs
+ * Returns: 1 renewed, 0 nobody holds it (expired: left free), -1 another job holds it.
+ */
+export const CRON_RENEW = `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return -1 end
+return 0
+`;

@@ -35,6 +35,21 @@ export interface CronRunStep {
   cap: number;
 }
 
+/** A running cron job's hold on its cron's overlap lock. */
+export interface CronLock {
+  queue: string;
+  cron: string;
+  jobId: string;
+  /** How long the lock lasts from the renewal on, ms. */
+  lockTtl: number;
+}
+
+/**
+ * What a renewal found: `renewed` (this job held the lock; it now lasts lockTtl from now), `expired`
+ * (nobody holds it; left free) or `taken` (another job holds it; left alone).
+ */
+export type CronRenewal = "renewed" | "expired" | "taken";
+
 /**
  * Where tickers and the run middleware keep cron state: the last tick handled of each cron, the
  * overlap locks and the run histories. The Redis store is shared by every ticker of every process
@@ -51,6 +66,8 @@ export interface CronStore {
   write(writes: CronWrite[]): Promise<number[]>;
   /** Start: 1 when the run may go ahead, 0 when it was skipped. Finish: 1. */
   run(step: CronRunStep): Promise<number>;
+  /** Extends the overlap lock by lockTtl, only if `jobId` holds it: a run longer than lockTtl keeps it. */
+  renew(lock: CronLock): Promise<CronRenewal>;
   /** Tells the tools which crons exist (the CLI lists them without the app modules). */
   publish(jobs: Iterable<CronJob>): Promise<void>;
   /** The newest runs of a cron, newest first. */

@@ -52,7 +52,9 @@ function limiter(name: string, limitsOf: (info: ProcessInfo) => RateLimitOptions
   const acquire = async (info: ProcessInfo, limits: RateLimitOptions): Promise<Decision | undefined> => {
     const { message } = info.delivery;
     const key = typeof limits.key === "function" ? String(limits.key(message.payload as never)) : limits.key ?? info.actor.name;
-    const token = `${message.id}:${info.delivery.ref.entryId}`;
+    // Unique per run: a worker that lost the job's lease and the one that reclaimed it (same job, same
+    // entry) each hold a slot of their own, and releasing one never frees the other's.
+    const token = `${message.id}:${info.delivery.ref.entryId}:${crypto.randomUUID().slice(0, 8)}`;
     const backoff = limits.backoff ?? 500;
     if (limits.concurrency !== undefined) {
       const slotKey = `${key}:running`;
@@ -80,6 +82,11 @@ function limiter(name: string, limitsOf: (info: ProcessInfo) => RateLimitOptions
       return limits ? acquire(info, limits) : undefined;
     },
     afterProcess(info) {
+      return held.has(info) ? release(info) : undefined;
+    },
+    // Settled without running (a later middleware decided, a hook threw, the lease was lost): the
+    // slot must come back now, not when its lease runs out.
+    afterSkip(info) {
       return held.has(info) ? release(info) : undefined;
     },
   };

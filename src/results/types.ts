@@ -3,11 +3,13 @@ import type { SerializedError } from "../errors.ts";
 /**
  * Where a job is. `delayed` covers both a send with `delay`/`at` and the backoff before a retry (the
  * record then carries the last error); `failed` is a job that ran but whose outcome was refused (a
- * result over `maxResultBytes`), not retried and not dead-lettered; `dead` is in the dead-letter queue.
+ * result over `maxResultBytes`), not retried and not dead-lettered; `dead` is in the dead-letter queue;
+ * `skipped` was removed without running because running it was not wanted (a cron tick whose
+ * previous run still held the overlap lock), the reason in `error`.
  */
-export type JobStatus = "queued" | "delayed" | "running" | "completed" | "failed" | "dead" | "aborted";
+export type JobStatus = "queued" | "delayed" | "running" | "completed" | "failed" | "dead" | "aborted" | "skipped";
 
-export const FINISHED: ReadonlySet<JobStatus> = new Set(["completed", "failed", "dead", "aborted"]);
+export const FINISHED: ReadonlySet<JobStatus> = new Set(["completed", "failed", "dead", "aborted", "skipped"]);
 
 /** What dray keeps about a job (for actors with `resultTtl > 0`), as JSON under `{p:q}:job:<id>`. */
 export interface JobRecord {
@@ -21,13 +23,13 @@ export interface JobRecord {
   dueAt?: number;
   /** When its latest run started. */
   startedAt?: number;
-  /** When it settled for good (completed, failed, dead, aborted). */
+  /** When it settled for good (completed, failed, dead, aborted, skipped). */
   finishedAt?: number;
   /** Runs started so far. */
   attempts: number;
   /** The return value of a completed job. */
   result?: unknown;
-  /** The last error: of a failed, dead or aborted job, or of the attempt before a retry. */
+  /** The last error: of a failed, dead or aborted job, or of the attempt before a retry; why a job was skipped. */
   error?: SerializedError;
 }
 

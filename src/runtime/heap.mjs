@@ -18,11 +18,11 @@
 // instead of 150-152 MB at --threads 2 --concurrency 200, with throughput unchanged within the noise.
 //
 // Not set: MIMALLOC_PURGE_DELAY. Bun's allocator (mimalloc 3, which also holds the JS heaps) keeps
-// freed pages resident for 100 ms before returning them to the OS. Setting 0 (stop 12) saved 3-8 MB
+// freed pages resident for 100 ms before returning them to the OS. Setting 0 (c97a6a1) saved 3-8 MB
 // of peak RSS, but returning and re-faulting pages many times a second costs the supervisor and the
 // pool threads CPU: on a 2-core VM, medians of interleaved pairs 5-22% less throughput (it lost 12
-// of 13 pairs) and a higher p99 of enqueue->start (bench/README.md, "Purge delay (stop 13)"). A user
-// who prefers the memory can still set it.
+// of 13 pairs) and a higher p99 of enqueue->start (bench/README.md,
+// "Purge delay (e4ff3a3, 2026-12-01)"). A user who prefers the memory can still set it.
 
 /** The budget when DRAY_HEAP_MB is not set, MB. */
 export const defaultHeapMb = 256;

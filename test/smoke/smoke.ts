@@ -6,7 +6,8 @@
  * It starts a worker on the runtime it runs on and checks the delivery path and the hard kill of a
  * busy loop end to end, and that a child process stuck in a loop dies with a worker killed by
  * SIGKILL, then stops each kind of hang with this runtime's executors directly. Prints
- * "ok - ..." / "not ok - ..." per check and ends with exactly one line "N passed, N failed".
+ * "ok - ..." / "not ok - ..." per check ("ok - ... # SKIP why" for one that cannot run here: no Redis
+ * outside CI, no /proc) and ends with exactly one line "N passed, N failed, N skipped".
  * `--full` also runs the process executor where threads are the default, and adds the slow
  * measurements: RSS over 50 kill cycles, 200 jobs of 50 ms.
  */
@@ -32,6 +33,7 @@ const limit = 200; // the fixtures' timeLimit
 const slack = 250;
 let passed = 0;
 let failed = 0;
+let skipped = 0;
 
 // Workers start with this very binary unless told otherwise.
 const binVar = `${rt.toUpperCase()}_BIN`;
@@ -57,32 +59,48 @@ async function check(name: string, body: () => Promise<string | void>, timeoutMs
   }
 }
 
+/** Checks that cannot run here: counted apart, so that the summary does not pass them silently. */
+function skip(names: string[], why: string): void {
+  for (const name of names) console.log(`ok - ${name} # SKIP ${why}`);
+  skipped += names.length;
+}
+
+/** Why checks that need Redis cannot run ("" when they can). Throws in CI, as redisAvailable does. */
+async function withoutRedis(): Promise<string> {
+  return (await redisAvailable()) ? "" : `Redis does not answer at ${REDIS_URL}`;
+}
+
+const noProcfs = "no /proc on this system";
+
 function assert(ok: unknown, message: string): asserts ok {
   if (!ok) throw new Error(message);
 }
 
 /** Through a real worker process of this runtime and Redis. */
 async function endToEnd(): Promise<void> {
-  if (!(await redisAvailable())) {
-    console.log(`# Redis does not answer at ${REDIS_URL}: end-to-end checks skipped`);
-    return;
-  }
+  const starts = `a worker starts on ${rt} (isolation ${defaultIsolation()})`;
+  const runs = "a job sent to the worker completes";
+  const kills = `a busy loop is stopped within timeLimit + ${slack} ms, retried, then dead-lettered as TimeLimitExceeded`;
+  const after = "a normal job sent after the kill completes";
+  const idle = "the worker's CPU returns to idle after the kill";
+  const why = await withoutRedis();
+  if (why) return skip([starts, runs, kills, after, idle], why);
   const prefix = testPrefix("smoke");
   configure({ prefix, redisUrl: REDIS_URL });
   const broker = new RedisBroker({ url: REDIS_URL, prefix });
   let w: WorkerProcess | undefined;
   const completed = (id: string) => w!.logs.some((l) => l.msg === "job completed" && l.id === id);
   try {
-    const up = await check(`a worker starts on ${rt} (isolation ${defaultIsolation()})`, async () => {
+    const up = await check(starts, async () => {
       w = spawnWorker([fixture("isolation.ts")], ["--concurrency", "8", "--threads", "2"], { DRAY_PREFIX: prefix, REDIS_URL }, rt);
       await started(w, 30_000);
     }, 40_000);
     if (!up) return;
-    await check("a job sent to the worker completes", async () => {
+    await check(runs, async () => {
       const handle = await sleeper.send({ ms: 1, value: "hello" });
       await until(() => completed(handle.id), "job completed", 10_000);
     });
-    await check(`a busy loop is stopped within timeLimit + ${slack} ms, retried, then dead-lettered as TimeLimitExceeded`, async () => {
+    await check(kills, async () => {
       const handle = await busyLoop.send({});
       await until(async () => (await broker.stats("iso")).dead === 1, "dead letter", 15_000);
       const [letter] = await broker.deadLetters("iso");
@@ -97,12 +115,13 @@ async function endToEnd(): Promise<void> {
       assert(durations.every((d) => d < limit + slack), `stopped after ${durations.join(", ")} ms`);
       return `stopped after ${durations.join(" and ")} ms`;
     });
-    await check("a normal job sent after the kill completes", async () => {
+    await check(after, async () => {
       const handle = await sleeper.send({ ms: 1, value: "after" });
       await until(() => completed(handle.id), "job completed", 10_000);
     });
-    if (procfsAvailable()) {
-      await check("the worker's CPU returns to idle after the kill", async () => {
+    if (!procfsAvailable()) skip([idle], noProcfs);
+    else {
+      await check(idle, async () => {
         const windows: number[] = [];
         await until(async () => windows.push(await cpuDuring(w!.child.pid!, 1_000)) > 0 && windows.at(-1)! < 0.2, "idle", 8_000)
           .catch(() => undefined);
@@ -127,13 +146,15 @@ async function endToEnd(): Promise<void> {
  * orphan (the kernel kills it: see src/runtime/parent_death.mjs).
  */
 async function orphan(): Promise<void> {
-  if (!procfsAvailable() || !(await redisAvailable())) return;
+  const name = "a child stuck in a CPU loop dies with its worker when the worker is killed with SIGKILL";
+  const why = procfsAvailable() ? await withoutRedis() : noProcfs;
+  if (why) return skip([name], why);
   const prefix = testPrefix("smoke-orphan");
   configure({ prefix, redisUrl: REDIS_URL });
   let w: WorkerProcess | undefined;
   let child: number | undefined;
   try {
-    await check("a child stuck in a CPU loop dies with its worker when the worker is killed with SIGKILL", async () => {
+    await check(name, async () => {
       w = spawnWorker([fixture("isolation.ts")], ["--isolation", "process", "--threads", "1", "--concurrency", "1", "--queues", "iso_long"],
         { DRAY_PREFIX: prefix, REDIS_URL }, rt);
       await started(w, 30_000);
@@ -190,16 +211,21 @@ async function direct(isolation: Isolation): Promise<void> {
         return `stopped ${Math.round(outcome.duration)} ms after its start, ${Math.round(took)} ms after run(); neighbour ${other.status}`;
       });
     }
-    if (await redisAvailable()) {
-      await check(`${isolation}: a handler's ctx.redis works, ioredis loading in its host on first use`, async () => {
+    const echo = `${isolation}: a handler's ctx.redis works, ioredis loading in its host on first use`;
+    const why = await withoutRedis();
+    if (why) skip([echo], why);
+    else {
+      await check(echo, async () => {
         const key = `dt-smoke-direct:echo:${crypto.randomUUID()}`;
         const [outcome, took] = await timed(ex.run(job("iso_redis_echo", 10_000, { key, value: "pong" })));
         assert(outcome.status === "ok" && outcome.value === "pong", `outcome ${JSON.stringify(outcome)}`);
         return `${Math.round(took)} ms, the host's first Redis client included`;
       });
     }
-    if (procfsAvailable()) {
-      await check(`${isolation}: this process's CPU returns to idle after the kills`, async () => {
+    const idle = `${isolation}: this process's CPU returns to idle after the kills`;
+    if (!procfsAvailable()) skip([idle], noProcfs);
+    else {
+      await check(idle, async () => {
         const windows: number[] = [];
         await until(async () => windows.push(await cpuDuring(process.pid, 1_000)) > 0 && windows.at(-1)! < 0.15, "idle", 8_000)
           .catch(() => undefined);
@@ -310,5 +336,5 @@ try {
   failed++;
 }
 console.log(`# ${rt} ${(process.versions as Record<string, string | undefined>)[rt] ?? process.version} in ${Math.round((performance.now() - started_) / 1000)} s`);
-console.log(`${passed} passed, ${failed} failed`);
+console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failed > 0 ? 1 : 0);

@@ -1,0 +1,133 @@
+/**
+ * What a consumer does with the entries it holds, by lease: finish them (ack), renew them, find the
+ * ones a lost reply left it holding unseen, and leave the group. Every step checks that this consumer
+ * still holds the entry (see the ACK, RENEW and PRUNE scripts): a lease that lapsed belongs to the
+ * worker that reclaimed it.
+ */
+import { encodeRecord } from "../results/record.ts";
+import { execPipeline, decodeEntries, type Entry, type Scripted } from "./connection.ts";
+import { GROUP, type QueueKeys } from "./keys.ts";
+import type { Delivery, DeliveryRef, MalformedDelivery } from "../message.ts";
+import type { Acked } from "./types.ts";
+
+/** Stream entry ids compare as "<ms>-<seq>" pairs, not as strings. */
+function compareIds(a: string, b: string): number {
+  const [am = "0", as = "0"] = a.split("-");
+  const [bm = "0", bs = "0"] = b.split("-");
+  return Number(am) - Number(bm) || Number(as) - Number(bs);
+}
+
+/** The lowest and highest of `ids`: one XPENDING over that range finds which of them this consumer holds. */
+function idRange(ids: string[]): [string, string] {
+  let lo = ids[0]!;
+  let hi = lo;
+  for (const id of ids) {
+    if (compareIds(id, lo) < 0) lo = id;
+    if (compareIds(id, hi) > 0) hi = id;
+  }
+  return [lo, hi];
+}
+
+/** Groups items by a key, keeping first-seen order. */
+function groupBy<T>(items: Iterable<T>, key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+/**
+ * Acks a batch: one ACK script per queue (its keys share a slot), pipelined. Returns the refs that
+ * this consumer no longer held, which nothing was done for.
+ */
+export async function ackBatch(redis: Scripted, keys: (queue: string) => QueueKeys, consumer: string,
+  done: Acked[]): Promise<DeliveryRef[]> {
+  const pipe = redis.pipeline() as unknown as Scripted;
+  const calls: Array<Map<string, Acked[]>> = [];
+  for (const [queue, jobs] of groupBy(done, (a) => a.delivery.message.queue)) {
+    const k = keys(queue);
+    const args: Array<string | number> = [GROUP, consumer, k.done];
+    const byStream = groupBy(jobs, (a) => a.delivery.ref.stream);
+    for (const [stream, list] of byStream) {
+      const [lo, hi] = idRange(list.map((a) => a.delivery.ref.entryId));
+      args.push(stream, lo, hi, list.length);
+      for (const { delivery, keepMs, record } of list) {
+        const { message } = delivery;
+        const kept = record !== undefined && keepMs > 0;
+        const touch = message.tracked || kept;
+        args.push(delivery.ref.entryId, message.id, message.dedup ? k.dedup(message.id) : "",
+          touch ? k.job(message.id) : "", kept ? encodeRecord(record) : "", keepMs, record?.status === "aborted" ? "1" : "0");
+      }
+    }
+    pipe.drayAck(k.running, k.aborted, ...args);
+    calls.push(byStream);
+  }
+  const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as string[][];
+  const lost: DeliveryRef[] = [];
+  results.forEach((ids, n) => {
+    if (ids.length === 0) return;
+    const missing = new Set(ids);
+    for (const list of calls[n]!.values()) {
+      for (const a of list) if (missing.has(a.delivery.ref.entryId)) lost.push(a.delivery.ref);
+    }
+  });
+  return lost;
+}
+
+/** Renews the leases of `refs`, one RENEW script per stream, pipelined. Returns the lost ones. */
+export async function renewLeases(redis: Scripted, consumer: string, refs: DeliveryRef[]): Promise<DeliveryRef[]> {
+  if (refs.length === 0) return [];
+  const pipe = redis.pipeline() as unknown as Scripted;
+  const streams = groupBy(refs, (r) => r.stream);
+  for (const [stream, list] of streams) {
+    const ids = list.map((r) => r.entryId);
+    pipe.drayRenew(stream, GROUP, consumer, ...idRange(ids), ...ids);
+  }
+  const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as string[][];
+  const lost: DeliveryRef[] = [];
+  [...streams.values()].forEach((list, n) => {
+    const missing = new Set(results[n]);
+    for (const r of list) if (missing.has(r.entryId)) lost.push(r);
+  });
+  return lost;
+}
+
+/**
+ * Entries of `streams` pending for this consumer that the caller does not hold: a read's reply was
+ * lost with its connection. They are claimed again by this consumer with JUSTID (which neither counts
+ * a delivery nor a lost claim) and read back.
+ */
+export async function recoverOwn(redis: Scripted, consumer: string, streams: Array<{ stream: string; queue: string }>,
+  holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>> {
+  const out: Array<Delivery | MalformedDelivery> = [];
+  for (const { stream, queue } of streams) {
+    let pending: Array<[string, string, number, number]>;
+    try {
+      pending = (await redis.xpending(stream, GROUP, "-", "+", 1000, consumer)) as Array<[string, string, number, number]>;
+    } catch (error) {
+      // No group on this stream (yet, or any more after a Redis that kept nothing restarted): nothing held.
+      if (String(error).includes("NOGROUP")) continue;
+      throw error;
+    }
+    const orphans = pending.map((p) => p[0]).filter((entryId) => !holds({ stream, entryId }));
+    if (orphans.length === 0) continue;
+    const pipe = redis.pipeline();
+    pipe.xclaim(stream, GROUP, consumer, 0, ...orphans, "JUSTID");
+    for (const id of orphans) pipe.xrange(stream, id, id);
+    const [, ...ranges] = await execPipeline(pipe);
+    for (const entries of ranges as Entry[][]) decodeEntries(out, queue, stream, entries);
+  }
+  return out;
+}
+
+/** Removes this consumer from the groups of `streams` where it holds nothing (a worker leaving). */
+export async function leaveGroups(redis: Scripted, consumer: string, streams: string[]): Promise<void> {
+  if (streams.length === 0) return;
+  const pipe = redis.pipeline() as unknown as Scripted;
+  for (const stream of streams) pipe.drayPrune(stream, GROUP, consumer, 0);
+  await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> });
+}
