@@ -56,6 +56,11 @@ export interface DeliveryRef {
   entryId: string;
   /** Which claim on the entry this is, for brokers that tell claims apart by more than the consumer (memory). */
   claim?: number;
+  /**
+   * Redis: the queue's reclaims counter when this consumer last confirmed it holds the entry (read or
+   * renewed it); the broker updates it. See the ACK script.
+   */
+  epoch?: number;
 }
 
 /** A stream entry that could not be decoded: it still has to be dead-lettered and acked. */

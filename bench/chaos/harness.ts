@@ -16,7 +16,7 @@ import { closeBroker, useBroker } from "../../src/client.ts";
 import { configure, settings } from "../../src/config.ts";
 import { getJob } from "../../src/job.ts";
 import { FINISHED, type JobStatus } from "../../src/results/types.ts";
-import { machineInfo, type MachineInfo } from "../machine.ts";
+import { machineInfo } from "../machine.ts";
 import { nowMs } from "../scenarios.ts";
 import { root } from "../spawn.ts";
 import { ACTOR_OF, CHAOS_QUEUE, LIMIT, type RunLine } from "./app.ts";
@@ -27,7 +27,7 @@ import { forgetDir, removeDir, trackDir } from "./live.ts";
 import { produce } from "./producer.ts";
 import { RedisServer, freePort } from "./redis_server.ts";
 import { WorkerPool } from "./workers.ts";
-import { formatReport } from "./report.ts";
+import { formatReport, type ChaosReport } from "./report.ts";
 
 /** The short run's seed (test/chaos.test.ts); CHAOS_SEED or --seed replays another. */
 export const DEFAULT_SEED = 20_260_601;
@@ -54,26 +54,6 @@ export interface ChaosOptions {
   keep?: boolean;
   command?: string;
   log?: (line: string) => void;
-}
-
-export interface ChaosReport {
-  meta: MachineInfo & { command: string; date: string; seed: number; durationSec: number; workers: number; threads: number;
-    concurrency: number; visibilityTimeout: number; rate: number; faultKinds: FaultKind[]; redisPort: number };
-  sends: { total: number; resolved: number; rejected: number; pending: number; duplicates: number };
-  runs: number;
-  /** Run-log lines that were not JSON (a worker killed mid-write). */
-  badLines: number;
-  faults: { byKind: Record<FaultKind, number>; list: Fault[] };
-  statuses: Record<string, number>;
-  /** What the queue held after the drain: anything here ran, or would run, again. */
-  leftover: { ready: number; running: number; delayed: number; dead: number };
-  durations: { faultsSec: number; drainSec: number; totalSec: number; drained: boolean };
-  /** When the drain was cut off: dray's connections then (CLIENT LIST: name, last command, idle s, flags). */
-  stuckClients?: string[];
-  verdicts: Verdict[];
-  held: boolean;
-  /** The temp directory, when kept. */
-  dir?: string;
 }
 
 interface Setup {

@@ -1,6 +1,28 @@
 /** The chaos run's report as text: what was done to the system, then a verdict per invariant. */
-import type { ChaosReport } from "./harness.ts";
-import { machineLine } from "../machine.ts";
+import { machineLine, type MachineInfo } from "../machine.ts";
+import type { Verdict } from "./checker.ts";
+import type { Fault, FaultKind } from "./history.ts";
+
+/** What one chaos run did and found: printed by formatReport, written as JSON with --json. */
+export interface ChaosReport {
+  meta: MachineInfo & { command: string; date: string; seed: number; durationSec: number; workers: number; threads: number;
+    concurrency: number; visibilityTimeout: number; rate: number; faultKinds: FaultKind[]; redisPort: number };
+  sends: { total: number; resolved: number; rejected: number; pending: number; duplicates: number };
+  runs: number;
+  /** Run-log lines that were not JSON (a worker killed mid-write). */
+  badLines: number;
+  faults: { byKind: Record<FaultKind, number>; list: Fault[] };
+  statuses: Record<string, number>;
+  /** What the queue held after the drain: anything here ran, or would run, again. */
+  leftover: { ready: number; running: number; delayed: number; dead: number };
+  durations: { faultsSec: number; drainSec: number; totalSec: number; drained: boolean };
+  /** When the drain was cut off: dray's connections then (CLIENT LIST: name, last command, idle s, flags). */
+  stuckClients?: string[];
+  verdicts: Verdict[];
+  held: boolean;
+  /** The temp directory, when kept. */
+  dir?: string;
+}
 
 /** Evidence lines printed per verdict; the JSON report has them all (up to the checker's cap). */
 const printedEvidence = 12;

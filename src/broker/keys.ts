@@ -19,6 +19,12 @@
  *   {<p>:<q>}:delayed               zset   messages waiting for their time (delay, at, retry backoff);
  *                                          member "<priority>|<retries>|<message JSON>", score = due ms
  *                                          by the Redis clock
+ *   {<p>:<q>}:reclaims              string a counter, one more for every reclaim that took entries from
+ *                                          a consumer (the READ script). A consumer that saw it
+ *                                          unchanged since it last confirmed its entries (read or
+ *                                          renewed them) still holds them all: its ack skips the
+ *                                          per-entry check. Anything else that moves entries between
+ *                                          consumers (XCLAIM by hand) must INCR it too
  *   {<p>:<q>}:dlq                   stream dead letters. Fields: m, r, e = error JSON, at = when (ms)
  *   {<p>:<q>}:id:<jobId>            string the sentAt (ms) of the message holding a jobId ("queued" from
  *                                          a cron tick, or from an older dray); present while the job
@@ -75,6 +81,7 @@ export interface QueueKeys {
   dedup(jobId: string): string;
   job(jobId: string): string;
   running: string;
+  reclaims: string;
   aborted: string;
   done: string;
 }
@@ -102,6 +109,7 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     dedup: (jobId) => `${tag}:id:${jobId}`,
     job: (jobId) => `${tag}:job:${jobId}`,
     running: `${tag}:running`,
+    reclaims: `${tag}:reclaims`,
     aborted: `${tag}:aborted`,
     done: `${tag}:done`,
   };

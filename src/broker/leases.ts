@@ -50,11 +50,13 @@ export async function ackBatch(redis: Scripted, keys: (queue: string) => QueueKe
   const calls: Array<Map<string, Acked[]>> = [];
   for (const [queue, jobs] of groupBy(done, (a) => a.delivery.message.queue)) {
     const k = keys(queue);
-    const args: Array<string | number> = [GROUP, consumer, k.done];
+    // The oldest confirmation of the batch: the ACK script checks no entry when none changed hands since.
+    let confirmed = Infinity;
+    for (const a of jobs) confirmed = Math.min(confirmed, a.delivery.ref.epoch ?? -1);
+    const args: Array<string | number> = [GROUP, consumer, k.done, confirmed];
     const byStream = groupBy(jobs, (a) => a.delivery.ref.stream);
     for (const [stream, list] of byStream) {
-      const [lo, hi] = idRange(list.map((a) => a.delivery.ref.entryId));
-      args.push(stream, lo, hi, list.length);
+      args.push(stream, list.length);
       for (const { delivery, keepMs, record } of list) {
         const { message } = delivery;
         const kept = record !== undefined && keepMs > 0;
@@ -63,7 +65,7 @@ export async function ackBatch(redis: Scripted, keys: (queue: string) => QueueKe
           touch ? k.job(message.id) : "", kept ? encodeRecord(record) : "", keepMs, record?.status === "aborted" ? "1" : "0");
       }
     }
-    pipe.drayAck(k.running, k.aborted, ...args);
+    pipe.drayAck(k.running, k.aborted, k.reclaims, ...args);
     calls.push(byStream);
   }
   const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as string[][];
@@ -78,20 +80,29 @@ export async function ackBatch(redis: Scripted, keys: (queue: string) => QueueKe
   return lost;
 }
 
-/** Renews the leases of `refs`, one RENEW script per stream, pipelined. Returns the lost ones. */
-export async function renewLeases(redis: Scripted, consumer: string, refs: DeliveryRef[]): Promise<DeliveryRef[]> {
+/**
+ * Renews the leases of `refs`, one RENEW script per stream, pipelined. Returns the lost ones; the
+ * others are confirmed at the queue's reclaims counter of that moment (`epoch`, see the ACK script).
+ */
+export async function renewLeases(redis: Scripted, consumer: string, refs: DeliveryRef[],
+  reclaimsKey: (stream: string) => string): Promise<DeliveryRef[]> {
   if (refs.length === 0) return [];
   const pipe = redis.pipeline() as unknown as Scripted;
   const streams = groupBy(refs, (r) => r.stream);
   for (const [stream, list] of streams) {
     const ids = list.map((r) => r.entryId);
-    pipe.drayRenew(stream, GROUP, consumer, ...idRange(ids), ...ids);
+    pipe.drayRenew(stream, reclaimsKey(stream), GROUP, consumer, ...idRange(ids), ...ids);
   }
-  const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as string[][];
+  const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as
+    Array<[number, ...string[]]>;
   const lost: DeliveryRef[] = [];
   [...streams.values()].forEach((list, n) => {
-    const missing = new Set(results[n]);
-    for (const r of list) if (missing.has(r.entryId)) lost.push(r);
+    const [epoch, ...missingIds] = results[n]!;
+    const missing = new Set(missingIds);
+    for (const r of list) {
+      if (missing.has(r.entryId)) lost.push(r);
+      else r.epoch = Number(epoch);
+    }
   });
   return lost;
 }

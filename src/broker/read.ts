@@ -12,14 +12,24 @@ export interface QueueRead {
   due: number;
   /** How many priority levels the queue has: 1 lets the next read take the plain path. */
   levels: number;
+  /** The queue's reclaims counter as of this read (see the ACK script): what the entries read are confirmed at. */
+  epoch: number;
+}
+
+/** Marks the deliveries `out` got since `from` as confirmed at `epoch`. */
+function confirm(out: Array<Delivery | MalformedDelivery>, from: number, epoch: number): void {
+  for (let i = from; i < out.length; i++) out[i]!.ref.epoch = epoch;
 }
 
 /** Everything in the script: move due messages, reclaim (`reclaimMs` > 0), read level by level. */
 export async function readByScript(redis: Scripted, k: QueueKeys, queue: string, consumer: string, count: number,
   reclaimMs: number, out: Array<Delivery | MalformedDelivery>): Promise<QueueRead> {
-  const res = await redis.drayRead(k.priorities, k.delayed, k.streamPrefix, GROUP, consumer, count, reclaimMs, 1000);
-  for (let j = 2; j < res.length; j += 2) decodeEntries(out, queue, res[j] as string, res[j + 1] as Entry[]);
-  return { due: Number(res[0]), levels: Number(res[1]) };
+  const res = await redis.drayRead(k.priorities, k.delayed, k.reclaims, k.streamPrefix, GROUP, consumer, count, reclaimMs, 1000);
+  const from = out.length;
+  for (let j = 3; j < res.length; j += 2) decodeEntries(out, queue, res[j] as string, res[j + 1] as Entry[]);
+  const epoch = Number(res[2]);
+  confirm(out, from, epoch);
+  return { due: Number(res[0]), levels: Number(res[1]), epoch };
 }
 
 /**
@@ -32,7 +42,7 @@ export async function readPlain(redis: Scripted, k: QueueKeys, queue: string, co
   out: Array<Delivery | MalformedDelivery>): Promise<QueueRead | undefined> {
   const stream = k.stream(0);
   const pipe = redis.pipeline();
-  (pipe as unknown as Scripted).drayRead(k.priorities, k.delayed, k.streamPrefix, GROUP, consumer, 0, 0, 1000);
+  (pipe as unknown as Scripted).drayRead(k.priorities, k.delayed, k.reclaims, k.streamPrefix, GROUP, consumer, 0, 0, 1000);
   pipe.xreadgroup("GROUP", GROUP, consumer, "COUNT", count, "STREAMS", stream, ">");
   const results = (await pipe.exec()) ?? [];
   const [prepError, prep] = results[0] as [Error | null, unknown[]];
@@ -42,6 +52,11 @@ export async function readPlain(redis: Scripted, k: QueueKeys, queue: string, co
     if (readError.message.includes("NOGROUP")) return undefined;
     throw new BrokerError(`redis: ${readError.message}`, { cause: readError });
   }
+  // The counter was read before the XREADGROUP: entries new to this consumer cannot have been
+  // reclaimed before they were delivered, so an earlier value only errs on the safe side.
+  const epoch = Number(prep[2]);
+  const from = out.length;
   if (read?.[0]) decodeEntries(out, queue, stream, read[0][1]);
-  return { due: Number(prep[0]), levels: Number(prep[1]) };
+  confirm(out, from, epoch);
+  return { due: Number(prep[0]), levels: Number(prep[1]), epoch };
 }

@@ -7,7 +7,7 @@ import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery 
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
-import { actorsKey, GROUP, limitKey, queueKeys, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
+import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
 import { ACK, ACQUIRE, ENQUEUE, PRUNE, READ, RENEW, REQUEUE, SETTLE } from "./scripts.ts";
 import { connect, execPipeline, type Scripted } from "./connection.ts";
 import { readByScript, readPlain } from "./read.ts";
@@ -56,6 +56,8 @@ export class RedisBroker implements Broker {
    * They renew as soon as Redis is back; this worker waits one visibility timeout first.
    */
   #reclaimAfter = 0;
+  /** Each queue's reclaims counter as of its last read: what a blocking read's entries are confirmed at. */
+  readonly #epochs = new Map<string, number>();
   /** Queues this consumer read (its consumer exists in their streams' groups). */
   readonly #readQueues = new Set<string>();
   #turn = 0;
@@ -66,13 +68,13 @@ export class RedisBroker implements Broker {
     this.consumer = options.consumer ?? `c-${crypto.randomUUID()}`;
     this.visibilityTimeout = options.visibilityTimeout ?? 10_000;
     this.#redis = connect(options, "dray") as Scripted;
-    this.#redis.defineCommand("drayRead", { numberOfKeys: 2, lua: READ });
+    this.#redis.defineCommand("drayRead", { numberOfKeys: 3, lua: READ });
     this.#redis.defineCommand("drayEnqueue", { numberOfKeys: 5, lua: ENQUEUE });
     this.#redis.defineCommand("draySettle", { numberOfKeys: 6, lua: SETTLE });
     this.#redis.defineCommand("drayRequeue", { numberOfKeys: 2, lua: REQUEUE });
     this.#redis.defineCommand("drayAcquire", { numberOfKeys: 1, lua: ACQUIRE });
-    this.#redis.defineCommand("drayAck", { numberOfKeys: 2, lua: ACK });
-    this.#redis.defineCommand("drayRenew", { numberOfKeys: 1, lua: RENEW });
+    this.#redis.defineCommand("drayAck", { numberOfKeys: 3, lua: ACK });
+    this.#redis.defineCommand("drayRenew", { numberOfKeys: 2, lua: RENEW });
     this.#redis.defineCommand("drayPrune", { numberOfKeys: 1, lua: PRUNE });
     this.#blocker = new Blocker(options, this.prefix, this.consumer, this.#redis);
     // ioredis sends a command again when its connection dropped before the reply: a read sent again
@@ -188,6 +190,7 @@ export class RedisBroker implements Broker {
         got = await readByScript(this.#redis, k, queue, this.consumer, count - out.length,
           reclaim ? this.visibilityTimeout : 0, out);
       }
+      this.#epochs.set(queue, got.epoch);
       if (got.levels === 1) this.#oneLevel.add(queue);
       else this.#oneLevel.delete(queue);
       this.#readQueues.add(queue);
@@ -229,8 +232,14 @@ export class RedisBroker implements Broker {
       await new Promise((r) => setTimeout(r, Math.min(waitMs, 250)));
       return;
     }
+    const from = out.length;
     try {
       await this.#blocker.read(streams, count, waitMs, out);
+      // Read just before the block, for every queue: an earlier value only errs on the safe side.
+      for (let i = from; i < out.length; i++) {
+        const { ref } = out[i]!;
+        ref.epoch = this.#epochs.get(queueOfStream(this.prefix, ref.stream)) ?? -1;
+      }
     } catch (error) {
       if (String(error).includes("NOGROUP")) this.#streamsByQueue.clear();
       else if (!String(error).includes("Connection is closed")) throw error;
@@ -347,7 +356,7 @@ export class RedisBroker implements Broker {
   }
 
   extend(refs: DeliveryRef[]): Promise<DeliveryRef[]> {
-    return renewLeases(this.#redis, this.consumer, refs);
+    return renewLeases(this.#redis, this.consumer, refs, (stream) => this.keys(queueOfStream(this.prefix, stream)).reclaims);
   }
 
   async publishActors(actors: ActorMeta[]): Promise<void> {

@@ -13,10 +13,12 @@
  * With count 0 it only does (1) and reports the levels: a queue with one level is then read with a
  * plain XREADGROUP pipelined after it, because handing entries through Lua tables cost Redis about
  * 3 us per entry, more than the XREADGROUP itself (see RedisBroker.read).
- * KEYS: priorities, delayed
+ * A reclaim that takes any entry counts one more on the queue's reclaims counter (see ACK).
+ * KEYS: priorities, delayed, reclaims
  * ARGV: streamPrefix, group, consumer, count, reclaimIdleMs (0 = skip), moveLimit
- * Returns: { nextDueMs | -1, levels, stream1, entries1, stream2, entries2, ... } (levels: how many
- * priority levels the queue has; entries as XREADGROUP gives them)
+ * Returns: { nextDueMs | -1, levels, reclaims, stream1, entries1, stream2, entries2, ... } (levels:
+ * how many priority levels the queue has; reclaims: the counter after this read; entries as
+ * XREADGROUP gives them)
  */
 export const READ = `
 local t = redis.call('TIME')
@@ -45,6 +47,8 @@ local out = {}
 local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 out[1] = next[2] and tonumber(next[2]) or -1
 out[2] = #prios
+out[3] = 0
+local reclaimed = 0
 
 local function ensureGroup(stream)
   local ok = pcall(redis.call, 'XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
@@ -58,6 +62,7 @@ for _, prio in ipairs(prios) do
   if reclaimIdle > 0 then
     local ok, res = pcall(redis.call, 'XAUTOCLAIM', stream, group, consumer, reclaimIdle, '0-0', 'COUNT', count)
     if ok then
+      reclaimed = reclaimed + #res[2]
       for _, e in ipairs(res[2]) do
         if type(e[2]) == 'table' then
           local p = redis.call('XPENDING', stream, group, e[1], e[1], 1)
@@ -88,6 +93,7 @@ for _, prio in ipairs(prios) do
     table.insert(out, entries)
   end
 end
+if reclaimed > 0 then out[3] = redis.call('INCR', KEYS[3]) else out[3] = tonumber(redis.call('GET', KEYS[3]) or '0') end
 return out
 `;
 
@@ -296,12 +302,16 @@ return n
 
 /**
  * ack: jobs that finished, one call per queue per batch: the acks, the records and the message to
- * result waiters land together or not at all. Only entries this consumer still holds are acked (one
- * XPENDING per stream over the batch's id range, filtered to this consumer): a late ack of an entry
- * that another worker reclaimed would delete that worker's entry, or overwrite the record of a job
- * now waiting for a retry with "completed".
- * KEYS: running, aborted
- * ARGV: group, consumer, doneChannel, then per stream: stream, lowestId, highestId, n, and n jobs of
+ * result waiters land together or not at all. Only entries this consumer still holds are acked: a
+ * late ack of an entry that another worker reclaimed would delete that worker's entry, or overwrite
+ * the record of a job now waiting for a retry with "completed".
+ * Checking each entry (XPENDING) costs Redis about 1.6 us per job, so it is skipped when it cannot
+ * find anything:
+ * entries change hands only by a reclaim (READ), which counts on the queue's reclaims counter, and
+ * `confirmed` is the counter's value when this consumer last saw the batch's entries its own (read
+ * or renewed). Unchanged since: no entry of the batch can be anyone else's.
+ * KEYS: running, aborted, reclaims
+ * ARGV: group, consumer, doneChannel, confirmed (-1: unknown), then per stream: stream, n, and n jobs of
  *   7 fields: entryId, jobId, dedupKey ('' = none), recordKey ('' = leave), recordJson ('' = delete the
  *   record), keepMs (ttl of record and dedup key; 0 deletes the dedup key), srem ('1' = leave the
  *   aborted set)
@@ -310,19 +320,24 @@ return n
  */
 export const ACK = `
 local group, consumer, channel = ARGV[1], ARGV[2], ARGV[3]
-local i, lost, told = 4, {}, {}
+local fresh = tonumber(ARGV[4]) == tonumber(redis.call('GET', KEYS[3]) or '0')
+local i, lost, told = 5, {}, {}
+local function mine(stream, id)
+  if fresh then return true end
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  return p[1] ~= nil and p[1][2] == consumer
+end
 while i <= #ARGV do
-  local stream, lo, hi, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
-  local mine = {}
-  for _, p in ipairs(redis.call('XPENDING', stream, group, lo, hi, 1000000, consumer)) do mine[p[1]] = true end
+  local stream, n = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
   local acked = {}
   for _ = 1, n do
-    local id, jobId, dedup, rec, json, keep = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
-    if mine[id] then
+    -- keep stays a string: Redis formats a Lua number back into one for every call that takes it.
+    local id, jobId, dedup, rec, json, keep = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    if mine(stream, id) then
       acked[#acked + 1] = id
       if dedup ~= '' then
-        if keep > 0 then redis.call('PEXPIRE', dedup, keep) else redis.call('DEL', dedup) end
+        if keep ~= '0' then redis.call('PEXPIRE', dedup, keep) else redis.call('DEL', dedup) end
       end
       if ARGV[i + 6] == '1' then redis.call('SREM', KEYS[2], jobId) end
       if rec ~= '' then
@@ -353,15 +368,15 @@ return lost
  * while their jobs run. XCLAIM alone would succeed whoever holds an entry: a worker that stalled past
  * the visibility timeout would take a job back from the worker that reclaimed it, and both would run
  * it to the end. An entry held by another consumer (or settled) is reported instead.
- * KEYS: stream
+ * KEYS: stream, reclaims
  * ARGV: group, consumer, lowestId, highestId, id1, id2, ...
- * Returns: the ids this consumer does not hold (lost leases).
+ * Returns: { reclaims counter (what the held ones are confirmed at, see ACK), lost id1, lost id2, ... }.
  */
 export const RENEW = `
 local group, consumer = ARGV[1], ARGV[2]
 local mine = {}
 for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, ARGV[3], ARGV[4], 1000000, consumer)) do mine[p[1]] = true end
-local claim, lost = { 'XCLAIM', KEYS[1], group, consumer, 0 }, {}
+local claim, lost = { 'XCLAIM', KEYS[1], group, consumer, 0 }, { tonumber(redis.call('GET', KEYS[2]) or '0') }
 for i = 5, #ARGV do
   if mine[ARGV[i]] then claim[#claim + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
 end
