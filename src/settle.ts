@@ -8,6 +8,7 @@ import type { Delivery, DeliveryRef, MalformedDelivery } from "./message.ts";
 import type { Decision } from "./middleware.ts";
 import { settledRecord } from "./results/record.ts";
 import type { JobRecord } from "./results/types.ts";
+import { sleep } from "./timers.ts";
 
 /**
  * A delivery this worker holds: from the read until its settle lands in Redis, its lease is renewed.
@@ -236,8 +237,4 @@ export class Settler {
 
 export function ids(d: Delivery): { id: string; actor: string; queue: string } {
   return { id: d.message.id, actor: d.message.actor, queue: d.message.queue };
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -12,7 +12,8 @@ import { pipelines } from "./middleware/pipelines.ts";
 import { rateLimits } from "./middleware/rate_limit.ts";
 import { resultLimit } from "./middleware/result_limit.ts";
 import { retries } from "./middleware/retries.ts";
-import { ids, refKey, Settler, sleep, type Held } from "./settle.ts";
+import { ids, refKey, Settler, type Held } from "./settle.ts";
+import { sleep, within } from "./timers.ts";
 
 export interface SupervisorOptions {
   broker: Broker;
@@ -118,7 +119,7 @@ export class Supervisor {
     executor.stopStarting?.();
     this.#slotFree?.();
     // With Redis away the loop waits in a read that only Redis can end: not past the grace.
-    await Promise.race([this.#loop, sleep(Math.max(0, deadline - Date.now()))]);
+    await within(this.#loop, deadline - Date.now());
     while (this.#running.size > 0 && Date.now() < deadline) await sleep(20);
     // Whatever still runs after the grace is interrupted by the executor and given back.
     await executor.close(Math.max(0, deadline - Date.now()));
@@ -129,7 +130,7 @@ export class Supervisor {
         "shutdown grace ran out with jobs not settled (Redis unreachable?): they stay pending in Redis and another " +
         "worker reclaims them after the visibility timeout; nothing is lost");
     }
-    await Promise.race([this.#stopWatchingAborts?.().catch(() => undefined), sleep(1_000)]);
+    await within(this.#stopWatchingAborts?.().catch(() => undefined), 1_000);
     this.events.emit("worker:stopped", {});
     logger.info({ unsettled: unsettled.length }, "worker stopped");
     return { unsettled: unsettled.length };

@@ -12,6 +12,7 @@ import { createExecutor, type Isolation } from "./executor/mod.ts";
 import type { Middleware } from "./middleware.ts";
 import { cwd, hostname, onShutdownSignal, pid } from "./runtime/mod.ts";
 import { defaultMiddleware, Supervisor, type StopReport } from "./supervisor.ts";
+import { within } from "./timers.ts";
 
 export interface WorkerOptions {
   /** App modules that define actors (paths or URLs); imported here and in every thread. */
@@ -104,7 +105,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const report = await supervisor.stop();
     if (!options.broker) await broker.close();
     // Handlers that sent jobs opened the default connection; with Redis away its quit never answers.
-    await Promise.race([closeBroker().catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+    await within(closeBroker().catch(() => undefined), 1_000);
     resolveStopped(report);
     return report;
   })());

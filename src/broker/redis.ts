@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { Blocker } from "./blocker.ts";
+import { within } from "../timers.ts";
 import { ackBatch, leaveGroups, recoverOwn, renewLeases } from "./leases.ts";
 import type { Logger } from "pino";
 import type { SerializedError } from "../errors.ts";
@@ -408,7 +409,6 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     this.#blocker.close();
     this.jobs.close();
-    const bounded = <T>(p: Promise<T>) => Promise.race([p, new Promise<void>((r) => setTimeout(r, 1_000).unref?.())]);
     if (this.#redis.status === "ready" && this.#readQueues.size > 0) {
       const leave = async () => {
         const streams: string[] = [];
@@ -418,9 +418,9 @@ export class RedisBroker implements Broker {
         }
         await leaveGroups(this.#redis, this.consumer, streams);
       };
-      await bounded(leave().catch(() => undefined));
+      await within(leave().catch(() => undefined), 1_000);
     }
-    await bounded(this.#redis.quit().catch(() => undefined));
+    await within(this.#redis.quit().catch(() => undefined), 1_000);
     this.#redis.disconnect();
   }
 }
