@@ -2,11 +2,11 @@
  * What a consumer does with the entries it holds, by lease: finish them (ack), renew them, find the
  * ones a lost reply left it holding unseen, and leave the group. Every step checks that this consumer
  * still holds the entry (see the ACK, RENEW and PRUNE scripts): a lease that lapsed belongs to the
- * worker that reclaimed it.
+ * worker that reclaimed it. The scripts are in lease_scripts.ts.
  */
 import { encodeRecord } from "../results/record.ts";
 import { execPipeline, decodeEntries, type Entry, type Scripted } from "./connection.ts";
-import { GROUP, type QueueKeys } from "./keys.ts";
+import { GROUP, queueOfStream, type QueueKeys } from "./keys.ts";
 import type { Delivery, DeliveryRef, MalformedDelivery } from "../message.ts";
 import type { Acked } from "./types.ts";
 
@@ -112,10 +112,10 @@ export async function renewLeases(redis: Scripted, consumer: string, refs: Deliv
  * lost with its connection. They are claimed again by this consumer with JUSTID (which neither counts
  * a delivery nor a lost claim) and read back.
  */
-export async function recoverOwn(redis: Scripted, consumer: string, streams: Array<{ stream: string; queue: string }>,
+export async function recoverOwn(redis: Scripted, prefix: string, consumer: string, streams: string[],
   holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>> {
   const out: Array<Delivery | MalformedDelivery> = [];
-  for (const { stream, queue } of streams) {
+  for (const stream of streams) {
     let pending: Array<[string, string, number, number]>;
     try {
       pending = (await redis.xpending(stream, GROUP, "-", "+", 1000, consumer)) as Array<[string, string, number, number]>;
@@ -130,15 +130,18 @@ export async function recoverOwn(redis: Scripted, consumer: string, streams: Arr
     pipe.xclaim(stream, GROUP, consumer, 0, ...orphans, "JUSTID");
     for (const id of orphans) pipe.xrange(stream, id, id);
     const [, ...ranges] = await execPipeline(pipe);
-    for (const entries of ranges as Entry[][]) decodeEntries(out, queue, stream, entries);
+    for (const entries of ranges as Entry[][]) decodeEntries(out, queueOfStream(prefix, stream), stream, entries);
   }
   return out;
 }
 
-/** Removes this consumer from the groups of `streams` where it holds nothing (a worker leaving). */
-export async function leaveGroups(redis: Scripted, consumer: string, streams: string[]): Promise<void> {
+/**
+ * Removes consumers that hold nothing from the groups of `streams` (the PRUNE script): with `idleMs`
+ * 0 this consumer itself (a worker leaving), else the others idle longer than that (workers gone).
+ */
+export async function pruneConsumers(redis: Scripted, consumer: string, streams: string[], idleMs: number): Promise<void> {
   if (streams.length === 0) return;
   const pipe = redis.pipeline() as unknown as Scripted;
-  for (const stream of streams) pipe.drayPrune(stream, GROUP, consumer, 0);
+  for (const stream of streams) pipe.drayPrune(stream, GROUP, consumer, idleMs);
   await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> });
 }

@@ -60,3 +60,29 @@ export async function readPlain(redis: Scripted, k: QueueKeys, queue: string, co
   confirm(out, from, epoch);
   return { due: Number(prep[0]), levels: Number(prep[1]), epoch };
 }
+
+/**
+ * When a read also reclaims: every half visibility timeout, and never within one visibility timeout
+ * after Redis was away. An outage counts in every entry's idle time, so reclaiming at once would
+ * take jobs from workers that hold them and only could not renew; they renew as soon as Redis is
+ * back, and this worker waits for them.
+ */
+export class ReclaimPacing {
+  #last = 0;
+  #notBefore = 0;
+
+  constructor(readonly visibilityTimeout: number) {}
+
+  /** Redis was away (a connection dropped, a read failed): holders could not renew meanwhile. */
+  redisWasAway(): void {
+    this.#notBefore = Date.now() + this.visibilityTimeout;
+  }
+
+  /** Whether this read reclaims (a pass is due and Redis answers); starts the pass if so. */
+  take(connected: boolean): boolean {
+    const now = Date.now();
+    if (!connected || now < this.#notBefore || now - this.#last < this.visibilityTimeout / 2) return false;
+    this.#last = now;
+    return true;
+  }
+}

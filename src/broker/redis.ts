@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { Blocker } from "./blocker.ts";
 import { within } from "../timers.ts";
-import { ackBatch, leaveGroups, recoverOwn, renewLeases } from "./leases.ts";
+import { ackBatch, pruneConsumers, recoverOwn, renewLeases } from "./leases.ts";
 import type { Logger } from "pino";
 import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
@@ -9,9 +9,10 @@ import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
-import { ACK, ACQUIRE, ENQUEUE, PRUNE, READ, RENEW, REQUEUE, SETTLE } from "./scripts.ts";
+import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
+import { ACK, PRUNE, RENEW } from "./lease_scripts.ts";
 import { connect, execPipeline, type Scripted } from "./connection.ts";
-import { readByScript, readPlain } from "./read.ts";
+import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 import { RedisCronStore } from "../cron/redis_store.ts";
@@ -50,17 +51,12 @@ export class RedisBroker implements Broker {
   /** Queues whose last read found a single priority level (0): read without Lua, see read.ts. */
   readonly #oneLevel = new Set<string>();
   readonly #keys = new Map<string, QueueKeys>();
-  #lastReclaim = 0;
+  readonly #reclaims: ReclaimPacing;
   /**
-   * No reclaiming before this (ms). After Redis was unreachable, every entry's idle time includes the
-   * outage: reclaiming at once would take jobs from workers that hold them and only could not renew.
-   * They renew as soon as Redis is back; this worker waits one visibility timeout first.
+   * Each queue's reclaims counter as of its last read: what a blocking read's entries are confirmed
+   * at. Its keys are the queues this consumer read, whose groups it leaves on close.
    */
-  #reclaimAfter = 0;
-  /** Each queue's reclaims counter as of its last read: what a blocking read's entries are confirmed at. */
   readonly #epochs = new Map<string, number>();
-  /** Queues this consumer read (its consumer exists in their streams' groups). */
-  readonly #readQueues = new Set<string>();
   #turn = 0;
 
   constructor(options: RedisBrokerOptions) {
@@ -78,16 +74,16 @@ export class RedisBroker implements Broker {
     this.#redis.defineCommand("drayRenew", { numberOfKeys: 2, lua: RENEW });
     this.#redis.defineCommand("drayPrune", { numberOfKeys: 1, lua: PRUNE });
     this.#blocker = new Blocker(options, this.prefix, this.consumer, this.#redis);
+    this.#reclaims = new ReclaimPacing(this.visibilityTimeout);
     // ioredis sends a command again when its connection dropped before the reply: a read sent again
     // leaves the first one's entries pending here, unseen. Look for them once reading again.
-    // And while Redis was away no holder could renew: reclaim nothing until they had the time to.
     let down = false;
     this.#redis.on("close", () => {
       down = true;
       this.#blocker.noteLostReply();
     });
     this.#redis.on("ready", () => {
-      if (down) this.#reclaimAfter = Date.now() + this.visibilityTimeout;
+      if (down) this.#reclaims.redisWasAway();
       down = false;
     });
     this.jobs = new RedisJobStore({
@@ -164,19 +160,14 @@ export class RedisBroker implements Broker {
     } catch (error) {
       // The read may have run and its reply been lost; and holders could not renew meanwhile.
       this.#blocker.noteLostReply();
-      this.#reclaimAfter = Date.now() + this.visibilityTimeout;
+      this.#reclaims.redisWasAway();
       throw error;
     }
   }
 
   async #read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>> {
-    const now = Date.now();
-    const reclaim = now - this.#lastReclaim >= this.visibilityTimeout / 2 && now >= this.#reclaimAfter
-      && this.#redis.status === "ready";
-    if (reclaim) {
-      this.#lastReclaim = now;
-      this.#prune(queues);
-    }
+    const reclaim = this.#reclaims.take(this.#redis.status === "ready");
+    if (reclaim) this.#prune(queues);
     const out: Array<Delivery | MalformedDelivery> = [];
     let nextDue = Infinity;
     // Start from a different queue each time so one busy queue cannot starve the others.
@@ -194,7 +185,6 @@ export class RedisBroker implements Broker {
       this.#epochs.set(queue, got.epoch);
       if (got.levels === 1) this.#oneLevel.add(queue);
       else this.#oneLevel.delete(queue);
-      this.#readQueues.add(queue);
       if (got.due >= 0) nextDue = Math.min(nextDue, got.due);
     }
     if (out.length > 0 || blockMs <= 0) return this.#markRunning(out);
@@ -253,25 +243,15 @@ export class RedisBroker implements Broker {
    * Runs with the reclaim pass, not awaited: it changes nothing any read depends on.
    */
   #prune(queues: string[]): void {
-    const pipe = this.#redis.pipeline() as unknown as Scripted;
-    for (const queue of queues) {
-      for (const stream of this.#streamsByQueue.get(queue) ?? [this.keys(queue).stream(0)]) {
-        pipe.drayPrune(stream, GROUP, this.consumer, this.visibilityTimeout * 6);
-      }
-    }
-    (pipe as unknown as { exec(): Promise<unknown> }).exec().catch(() => undefined);
+    const streams = queues.flatMap((queue) => this.#streamsByQueue.get(queue) ?? [this.keys(queue).stream(0)]);
+    pruneConsumers(this.#redis, this.consumer, streams, this.visibilityTimeout * 6).catch(() => undefined);
   }
 
   /** See Broker.recover: after a connection dropped, entries this consumer holds but never saw. */
   async recover(queues: string[], holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>> {
     if (!this.#blocker.takeLostReplies()) return [];
     try {
-      const streams: Array<{ stream: string; queue: string }> = [];
-      for (const queue of queues) {
-        const k = this.keys(queue);
-        for (const p of await this.#redis.smembers(k.priorities)) streams.push({ stream: k.streamPrefix + p, queue });
-      }
-      return this.#markRunning(await recoverOwn(this.#redis, this.consumer, streams, holds));
+      return this.#markRunning(await recoverOwn(this.#redis, this.prefix, this.consumer, await this.#streams(queues), holds));
     } catch (error) {
       this.#blocker.noteLostReply(); // look again next time
       throw error;
@@ -409,15 +389,8 @@ export class RedisBroker implements Broker {
   async close(): Promise<void> {
     this.#blocker.close();
     this.jobs.close();
-    if (this.#redis.status === "ready" && this.#readQueues.size > 0) {
-      const leave = async () => {
-        const streams: string[] = [];
-        for (const queue of this.#readQueues) {
-          const k = this.keys(queue);
-          for (const p of await this.#redis.smembers(k.priorities)) streams.push(k.streamPrefix + p);
-        }
-        await leaveGroups(this.#redis, this.consumer, streams);
-      };
+    if (this.#redis.status === "ready" && this.#epochs.size > 0) {
+      const leave = async () => pruneConsumers(this.#redis, this.consumer, await this.#streams([...this.#epochs.keys()]), 0);
       await within(leave().catch(() => undefined), 1_000);
     }
     await within(this.#redis.quit().catch(() => undefined), 1_000);

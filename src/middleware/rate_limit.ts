@@ -75,20 +75,17 @@ function limiter(name: string, limitsOf: (info: ProcessInfo) => RateLimitOptions
     return undefined;
   };
   // Synchronous when the actor has no limit or holds no slot: most jobs then cost no promise here.
+  const releaseHeld = (info: ProcessInfo) => (held.has(info) ? release(info) : undefined);
   return {
     name,
     beforeProcess(info) {
       const limits = limitsOf(info);
       return limits ? acquire(info, limits) : undefined;
     },
-    afterProcess(info) {
-      return held.has(info) ? release(info) : undefined;
-    },
+    afterProcess: releaseHeld,
     // Settled without running (a later middleware decided, a hook threw, the lease was lost): the
     // slot must come back now, not when its lease runs out.
-    afterSkip(info) {
-      return held.has(info) ? release(info) : undefined;
-    },
+    afterSkip: releaseHeld,
   };
 }
 
