@@ -8,7 +8,7 @@ import { decodeMessage, type Delivery, type MalformedDelivery } from "../message
 /** A stream entry as Redis returns it; fields are null when the entry was deleted while pending. */
 export type Entry = [string, string[] | null];
 
-/** The command connection with dray's scripts defined on it (see scripts.ts). */
+/** The command connection with dray's scripts defined on it (see scripts.ts and lease_scripts.ts). */
 export type Scripted = Redis & {
   drayRead(...args: (string | number)[]): Promise<unknown[]>;
   drayEnqueue(...args: (string | number)[]): Promise<number>;
