@@ -123,7 +123,8 @@ export class Settler {
   /** Lets go of a delivery whose lease was lost, without writing anything: the new holder's outcome counts. */
   discarded(held: Held, why: string): void {
     this.#held.delete(refKey(held.delivery.ref));
-    this.#o.logger.warn({ event: "outcome:discarded", ...ids(held.delivery), entryId: held.delivery.ref.entryId },
+    this.#o.logger.warn({ event: "outcome:discarded", ...ids(held.delivery), attempt: held.delivery.retries + 1,
+      entryId: held.delivery.ref.entryId },
       `outcome discarded: ${why}`);
   }
 
@@ -150,7 +151,7 @@ export class Settler {
           const held = this.#held.get(refKey(ref));
           if (!held || held.lost || !held.deciding) continue;
           held.lost = true;
-          this.#o.logger.warn({ event: "lease:lost", ...ids(held.delivery), entryId: ref.entryId },
+          this.#o.logger.warn({ event: "lease:lost", ...ids(held.delivery), attempt: held.delivery.retries + 1, entryId: ref.entryId },
             "lease lost: another worker holds this job now; its run here is stopped and its outcome discarded");
           this.#o.onLeaseLost(held);
         }

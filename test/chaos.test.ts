@@ -84,6 +84,19 @@ describe("chaos checker", () => {
     expect(verdict(h, 5).held).toBe(true);
   });
 
+  test("given a discard logged for attempt 1 after attempt 2 already ran on the same worker, then it taints attempt 1's run, not the winner", () => {
+    const h = history({
+      sends: [sent("j1")],
+      runLines: [start("j1", "r1", 1, 100, "plain", 1), end("j1", "r1", 1, 200, false, "FlakyError"),
+        start("j1", "r2", 1, 500, "plain", 2), end("j1", "r2", 1, 600)],
+      workerEvents: [{ pid: 1, t: 700, event: "outcome:discarded", ids: ["j1"], attempt: 1 }],
+      records: new Map([completed("j1", "r2")]),
+    });
+    expect(buildRuns(h).map((r) => [r.run, r.discarded ?? false])).toEqual([["r1", true], ["r2", false]]);
+    expect(verdict(h, 2).held).toBe(true);
+    expect(verdict(h, 5).held).toBe(true);
+  });
+
   test("given a run on a worker killed -9, then it ends at the kill, and a later run does not overlap it", () => {
     const h = history({
       sends: [sent("j1")],

@@ -51,6 +51,8 @@ export interface WorkerEvent {
   t: number;
   event: "lease:lost" | "outcome:discarded" | "host:stopped";
   ids: string[];
+  /** The attempt a lease:lost or outcome:discarded line names (dray logs it), so it finds its run. */
+  attempt?: number;
 }
 
 export interface Letter {
@@ -148,8 +150,10 @@ export function buildRuns(h: Pick<History, "runLines" | "workers" | "workerEvent
 }
 
 /**
- * A worker logs lease:lost and outcome:discarded by job id, and may run one job more than once: each
- * event belongs to the latest run of that job on that worker that had started by then.
+ * A worker logs lease:lost and outcome:discarded by job id and attempt, and may run one job more than
+ * once: each event belongs to the latest run of that job and attempt on that worker that had started
+ * by then. (An outcome discarded for attempt 1, say a retry whose settle found the job already moved
+ * on, is not attempt 2's, which may have run on the same worker since.)
  */
 function attribute(runs: Run[], events: WorkerEvent[]): void {
   const byWorkerJob = new Map<string, Run[]>();
@@ -163,7 +167,8 @@ function attribute(runs: Run[], events: WorkerEvent[]): void {
     if (e.event === "host:stopped") continue;
     for (const job of e.ids) {
       // Runs are sorted by start; pino stamps whole ms.
-      const run = byWorkerJob.get(`${e.pid} ${job}`)?.filter((r) => Math.floor(r.start) <= e.t).at(-1);
+      const run = byWorkerJob.get(`${e.pid} ${job}`)
+        ?.filter((r) => Math.floor(r.start) <= e.t && (e.attempt === undefined || r.attempt === e.attempt)).at(-1);
       if (!run) continue;
       if (e.event === "lease:lost") run.lostLease = true;
       else run.discarded = true;

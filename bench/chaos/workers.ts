@@ -169,7 +169,8 @@ export class WorkerPool {
     const t = typeof l.time === "number" ? l.time : nowMs();
     const msg = String(l.msg ?? "");
     if (l.event === "lease:lost" || l.event === "outcome:discarded") {
-      this.events.push({ pid, t, event: l.event, ids: [String(l.id ?? l.jobId)] });
+      this.events.push({ pid, t, event: l.event, ids: [String(l.id ?? l.jobId)],
+        ...(typeof l.attempt === "number" ? { attempt: l.attempt } : {}) });
     } else if (/^stopping (thread|process) /.test(msg) || msg.includes(" died while running ")) {
       // The jobs that ran on a stopped or dead thread: their runs end here, without an end line.
       const listed = [...asJobs(l.interrupted), ...asJobs(l.jobs)];
