@@ -19,7 +19,7 @@ export const RUNTIMES: readonly RuntimeName[] = ["bun", "deno", "node"];
 export function runtimeCommand(name: RuntimeName, denoAll = false): string[] {
   const deno = denoAll ? ["run", "-A"] : ["run", ...denoPermissions()];
   if (name === runtime()) {
-    const { command, args } = childRuntimeArgs();
+    const { command, args } = childRuntimeArgs(true);
     return name === "deno" ? [command, ...deno] : [command, ...args];
   }
   switch (name) {
@@ -68,7 +68,8 @@ export function spawnChild(command: string[], extraEnv: Record<string, string>,
   const [cmd, ...args] = command;
   const child: ChildProcess = spawn(cmd!, args, {
     cwd: root,
-    env: { ...process.env, ...extraEnv },
+    // JSON logs, whatever the shell exported: the bench reads the worker's log lines.
+    env: { ...process.env, DRAY_LOG_FORMAT: "json", ...extraEnv },
     stdio: ["ignore", "pipe", "pipe"],
   });
   live.add(child);

@@ -34,64 +34,114 @@ export interface PayloadSchema<P> {
 // deno-lint-ignore no-explicit-any
 type ErrorClass = abstract new (...args: any[]) => Error;
 
+/**
+ * Rate limits of an actor, shared by every worker through Redis (src/middleware/rate_limit.ts).
+ * Give `concurrency`, `perWindow` or both.
+ */
+export interface RateLimitOptions {
+  /** At most this many of the key's jobs run at once. */
+  concurrency?: number;
+  /** At most this many of the key's jobs start in any `window` ms (a sliding window). */
+  perWindow?: number;
+  /** The window of `perWindow`, ms. @default 1_000 */
+  window?: number;
+  /**
+   * Jobs with the same key share the limits: a string (several actors behind one API), or a function
+   * of the payload (one limit per customer). @default the actor's name
+   */
+  key?: string | ((payload: never) => string);
+  /** How long a job over a concurrency limit waits before trying again, ms (jittered). @default 500 */
+  backoff?: number;
+}
+
+/** The options of `actor()`; every one may be left out. */
+export interface ActorOptionsInput {
+  /** The queue the actor's jobs go to (1-200 letters, digits and `_ . : -`). @default "default" */
+  queue?: string;
+  /** Validates payloads at send and before the handler runs. */
+  schema?: PayloadSchema<unknown>;
+  /** How many times a failed job is retried. @default 20 (like Dramatiq) */
+  maxRetries?: number;
+  /** First retry delay, ms; doubles each retry, with jitter. @default 15_000 */
+  minBackoff?: number;
+  /** Cap on the retry delay, ms. @default 604_800_000 (7 days, like Dramatiq) */
+  maxBackoff?: number;
+  /** Messages older than this (ms since first sent) are dead-lettered, not run. */
+  maxAge?: number;
+  /** Hard limit on one run, ms. @default 600_000 (10 min, like Dramatiq) */
+  timeLimit?: number;
+  /** Higher runs first within a queue; -1000 to 1000. @default 0 */
+  priority?: number;
+  /** Errors that are not retried: matched by class (instanceof) or by name across threads. @default [] */
+  throws?: ErrorClass[];
+  /**
+   * How long a job's record (status, return value, last error) and its dedup id are kept after it
+   * settled, ms. 0 keeps nothing: no status or result, and no cost per job. @default 3_600_000
+   */
+  resultTtl?: number;
+  /** Distributed rate limits: at most N running at once and/or N started per window. */
+  rateLimit?: RateLimitOptions;
+}
+
+/** An actor's options with the defaults filled in: what `actor.options` holds. */
+export interface ActorOptions {
+  /** The queue the actor's jobs go to. */
+  queue: string;
+  /** Validates payloads at send and before the handler runs. */
+  schema?: PayloadSchema<unknown>;
+  /** How many times a failed job is retried. */
+  maxRetries: number;
+  /** First retry delay, ms; doubles each retry, with jitter. */
+  minBackoff: number;
+  /** Cap on the retry delay, ms. */
+  maxBackoff: number;
+  /** Messages older than this (ms since first sent) are dead-lettered, not run. */
+  maxAge?: number;
+  /** Hard limit on one run, ms. */
+  timeLimit: number;
+  /** Higher runs first within a queue. */
+  priority: number;
+  /** Errors that are not retried: matched by class (instanceof) or by name across threads. */
+  throws: ErrorClass[];
+  /** How long a job's record and its dedup id are kept after it settled, ms; 0 keeps nothing. */
+  resultTtl: number;
+  /** Distributed rate limits: at most N running at once and/or N started per window. */
+  rateLimit?: RateLimitOptions;
+}
+
 const queueName = z.string().min(1).max(200).regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits and _ . : - only");
 const ms = z.number().int().nonnegative();
 const DEFAULT_RESULT_TTL = 3_600_000;
 const positive = z.number().int().positive();
 
-/** Rate limits of an actor, shared by every worker through Redis (src/middleware/rate_limit.ts). */
-export const rateLimitSchema = z.strictObject({
-  /** At most this many of the key's jobs run at once. */
+// The schemas are typed by the interfaces above, so the compiler checks that what they accept and
+// return fits what the interfaces document.
+export const rateLimitSchema: z.ZodType<RateLimitOptions, RateLimitOptions> = z.strictObject({
   concurrency: positive.optional(),
-  /** At most this many of the key's jobs start in any `window` ms (a sliding window). */
   perWindow: positive.optional(),
-  /** The window of `perWindow`, ms. @default 1_000 */
   window: positive.optional(),
-  /**
-   * Jobs with the same key share the limits: a string (several actors behind one API), or a function
-   * of the payload (one limit per customer). @default the actor's name
-   */
   key: z.union([
     z.string().min(1).max(200),
     z.custom<(payload: never) => string>((v) => typeof v === "function", "must be a string or a function of the payload"),
   ]).optional(),
-  /** How long a job over a concurrency limit waits before trying again, ms (jittered). @default 500 */
   backoff: positive.optional(),
 }).refine((o) => o.concurrency !== undefined || o.perWindow !== undefined, { message: "give concurrency or perWindow" })
   .refine((o) => o.window === undefined || o.perWindow !== undefined, { message: "window needs perWindow" });
-export type RateLimitOptions = z.output<typeof rateLimitSchema>;
 
-const optionsSchema = z.strictObject({
-  /** @default "default" */
+const optionsSchema: z.ZodType<ActorOptions, ActorOptionsInput> = z.strictObject({
   queue: queueName.default("default"),
-  /** Validates payloads at send and before the handler runs. */
   schema: z.custom<PayloadSchema<unknown>>((v) => typeof (v as PayloadSchema<unknown>)?.safeParse === "function",
     "must be a zod schema (an object with safeParse)").optional(),
-  /** @default 20 (like Dramatiq) */
   maxRetries: z.number().int().nonnegative().default(20),
-  /** First retry delay, ms; doubles each retry, with jitter. @default 15_000 */
   minBackoff: ms.default(15_000),
-  /** @default 604_800_000 (7 days, like Dramatiq) */
   maxBackoff: ms.default(604_800_000),
-  /** Messages older than this (ms since first sent) are dead-lettered, not run. */
   maxAge: z.number().int().positive().optional(),
-  /** Hard limit on one run, ms. @default 600_000 (10 min, like Dramatiq) */
   timeLimit: z.number().int().positive().default(600_000),
-  /** Higher runs first within a queue. @default 0 */
   priority: z.number().int().min(-1000).max(1000).default(0),
-  /** Errors that are not retried: matched by class (instanceof) or by name across threads. */
   throws: z.array(z.custom<ErrorClass>((v) => typeof v === "function", "must be error classes")).default([]),
-  /**
-   * How long a job's record (status, return value, last error) and its dedup id are kept after it
-   * settled, ms. 0 keeps nothing: no status or result, and no cost per job. @default 3_600_000
-   */
   resultTtl: ms.default(DEFAULT_RESULT_TTL),
-  /** Distributed rate limits: at most N running at once and/or N started per window. */
   rateLimit: rateLimitSchema.optional(),
 }).refine((o) => o.minBackoff <= o.maxBackoff, { message: "minBackoff must not exceed maxBackoff" });
-
-export type ActorOptionsInput = z.input<typeof optionsSchema> & { schema?: PayloadSchema<unknown> };
-export type ActorOptions = z.output<typeof optionsSchema>;
 
 export interface SendOptions {
   /** Run no earlier than this many ms from now. */
@@ -130,7 +180,7 @@ export interface MessageSpec {
 }
 
 /** Actors defined in this process (or thread), by name. */
-export const registry = new Map<string, Actor>();
+export const registry: Map<string, Actor> = new Map();
 
 export function actor<P = unknown, R = unknown>(name: string, handler: Handler<P, R>): Actor<P, R>;
 /** With a zod schema: `send()` takes the schema's input type, the handler gets its output. */
@@ -145,6 +195,11 @@ export function actor<P = unknown, R = unknown>(
   handler: Handler<P, R>,
 ): Actor<P, R>;
 export function actor<P, R>(name: string, a: unknown, b?: unknown): Actor<P, R> {
+  if (typeof a === "function" && b !== undefined) {
+    // Dramatiq and BullMQ users put options after the function; ignoring them would run the actor
+    // on the wrong queue with the wrong limits, silently.
+    throw new ConfigError(`actor "${name}": options go before the handler: actor(name, options, handler)`);
+  }
   const [rawOptions, handler] = typeof a === "function" ? [{}, a as Handler<P, R>] : [a, b as Handler<P, R>];
   if (typeof name !== "string" || !/^[A-Za-z0-9_.:-]{1,200}$/.test(name)) {
     throw new ConfigError(`actor name ${JSON.stringify(name)} is invalid: use 1-200 letters, digits and _ . : -`);

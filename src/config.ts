@@ -1,7 +1,19 @@
 import type { Logger } from "pino";
-import type { Middleware } from "./middleware.ts";
+import type { Message } from "./message.ts";
 import { env } from "./runtime/mod.ts";
 import { createLogger } from "./logger.ts";
+
+/**
+ * The send side of a middleware (`Middleware` in middleware.ts extends it): what senders run. Here
+ * rather than there so that settings, which every sender reads, need nothing of the worker's side.
+ */
+export interface SenderMiddleware {
+  readonly name: string;
+  /** Before a message is sent; may set `message.meta` (JSON). Throw to refuse it: nothing is sent. */
+  beforeEnqueue?(message: Message): void | Promise<void>;
+  /** After the broker took it (`duplicate`: a job with that id was already known, nothing sent). */
+  afterEnqueue?(message: Message, duplicate: boolean): void | Promise<void>;
+}
 
 /** Process-wide settings shared by senders and workers. Set with {@link configure}. */
 export interface Settings {
@@ -11,7 +23,7 @@ export interface Settings {
   prefix: string;
   logger: Logger;
   /** Senders' middleware: `beforeEnqueue` / `afterEnqueue` run on every send from this process. @default [] */
-  middleware: Middleware[];
+  middleware: SenderMiddleware[];
   /**
    * The largest return value a worker keeps (bytes of JSON); a bigger one is refused and the job
    * recorded as failed with ResultTooLarge. @default env DRAY_MAX_RESULT_BYTES, else 1_048_576 (1 MiB)

@@ -17,6 +17,11 @@ export class ConfigError extends DrayError {
   override name = "ConfigError";
 }
 
+/** The command line of `dray <command>` is wrong (a flag unknown, missing its value, or out of range). */
+export class UsageError extends ConfigError {
+  override name = "UsageError";
+}
+
 /** A payload failed its actor's schema. Never retried: the same payload would fail again. */
 export class PayloadValidationError extends DrayError {
   override name = "PayloadValidationError";

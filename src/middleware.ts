@@ -2,7 +2,8 @@ import type { Actor } from "./actor.ts";
 import type { Broker } from "./broker/types.ts";
 import type { SerializedError } from "./errors.ts";
 import type { JobOutcome } from "./executor/types.ts";
-import type { Delivery, Message } from "./message.ts";
+import type { SenderMiddleware } from "./config.ts";
+import type { Delivery } from "./message.ts";
 
 /** What the supervisor does with a delivery once it is decided. */
 export type Decision =
@@ -36,12 +37,7 @@ export interface ProcessInfo {
  * A feature around the core path. Hooks may be async; `after*` hooks run in reverse order, so the
  * first middleware wraps all the others (as in Dramatiq).
  */
-export interface Middleware {
-  readonly name: string;
-  /** Before a message is sent; may set `message.meta` (JSON). Throw to refuse it: nothing is sent. */
-  beforeEnqueue?(message: Message): void | Promise<void>;
-  /** After the broker took it (`duplicate`: a job with that id was already known, nothing sent). */
-  afterEnqueue?(message: Message, duplicate: boolean): void | Promise<void>;
+export interface Middleware extends SenderMiddleware {
   /** Before a job runs. Return a decision to settle it without running (skip, dead-letter, defer, discard). */
   beforeProcess?(info: ProcessInfo): Decision | void | Promise<Decision | void>;
   /** After a job ran; may replace the decision the earlier (inner) middleware reached. */

@@ -57,7 +57,7 @@ export interface StopReport {
  * Handlers never run here, so this thread is always free to renew claims and keep time limits.
  */
 export class Supervisor {
-  readonly events = new Events<WorkerEventMap>();
+  readonly events: Events<WorkerEventMap> = new Events();
   readonly queues: string[];
   readonly #o: Required<Omit<SupervisorOptions, "queues">>;
   /** Jobs handed to the executor and not decided: what counts against its capacity. */

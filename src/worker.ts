@@ -10,7 +10,7 @@ import { ConfigError } from "./errors.ts";
 import { cronForWorker } from "./cron/mod.ts";
 import { createExecutor, type Isolation } from "./executor/mod.ts";
 import type { Middleware } from "./middleware.ts";
-import { cwd, hostname, onShutdownSignal, pid } from "./runtime/mod.ts";
+import { cwd, hostname, loaderFor, onShutdownSignal, pid } from "./runtime/mod.ts";
 import { defaultMiddleware, Supervisor, type StopReport } from "./supervisor.ts";
 import { within } from "./timers.ts";
 
@@ -62,6 +62,7 @@ export function moduleUrls(modules: string[]): string[] {
 }
 
 export async function loadModules(modules: string[]): Promise<void> {
+  await loaderFor(modules);
   for (const url of moduleUrls(modules)) await import(url);
 }
 

@@ -2,8 +2,8 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
 import { z } from "zod";
-import { actor, ConfigError, MemoryBroker, PayloadValidationError, sendTask, setBroker, UnknownActorError } from "../src/mod.ts";
-import { drain } from "../src/testing.ts";
+import { actor, ConfigError, PayloadValidationError, sendTask, UnknownActorError } from "../src/mod.ts";
+import { drain, MemoryBroker, setBroker } from "../src/testing.ts";
 import { backoff } from "../src/middleware/retries.ts";
 import { configure, settings } from "../src/config.ts";
 import { closeBroker } from "../src/client.ts";
@@ -20,6 +20,8 @@ describe("actor()", () => {
     expect(() => actor("api_bad4", { timeLimit: 0 }, () => {})).toThrow(/timeLimit/);
     expect(() => actor("api_bad5", { nope: 1 } as never, () => {})).toThrow(/nope/);
     expect(() => actor("bad name!", () => {})).toThrow(/name/);
+    // Options after the handler (BullMQ's and Dramatiq's order) would otherwise be dropped silently.
+    expect(() => (actor as (...args: unknown[]) => unknown)("api_bad6", () => {}, { queue: "other" })).toThrow(/options go before the handler/);
   });
 
   test("defaults follow Dramatiq: 20 retries, 15 s min backoff, 10 min time limit, queue default", () => {

@@ -10,6 +10,7 @@ import { cronKeys, queueKeys } from "../src/broker/keys.ts";
 import { MemoryBroker } from "../src/broker/memory.ts";
 import { cron, crons } from "../src/cron/cron.ts";
 import { RedisCronStore } from "../src/cron/redis_store.ts";
+import { cronStoreFor } from "../src/cron/stores.ts";
 import { decodeMessage, type Message } from "../src/message.ts";
 import { startWorker } from "../src/worker.ts";
 import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
@@ -35,7 +36,7 @@ cronStoreConformance("memory", async () => {
   const broker = new MemoryBroker();
   const sent: Message[] = [];
   return {
-    store: broker.crons,
+    store: cronStoreFor(broker),
     sent: async () => {
       // Reading claims them, so keep what earlier calls saw.
       for (const d of await broker.read([CONFORMANCE_QUEUE], 1_000, 0)) if (!("malformed" in d)) sent.push(d.message);
@@ -98,7 +99,7 @@ describe("cron on a worker with the MemoryBroker", () => {
     // then each tick ran once, and the history holds them as COMPLETED, newest first
     expect(ran.length).toBeGreaterThanOrEqual(2);
     expect(new Set(ran).size).toBe(ran.length);
-    const history = await broker.crons.history({ name: job.name, queue: "cron-mem" });
+    const history = await cronStoreFor(broker).history({ name: job.name, queue: "cron-mem" });
     const completed = history.filter((r) => r.status === "COMPLETED").map((r) => r.tick);
     expect(completed.length).toBe(ran.length);
     expect(completed).toEqual([...ran].sort((a, b) => b - a));
@@ -116,7 +117,7 @@ describe("cron on a worker with the MemoryBroker", () => {
     const completes: string[] = [];
     const discards: Array<{ id: string; status: string; error: { name: string } }> = [];
     let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
-    const history = () => broker.crons.history({ name: job.name, queue: "cron-mem-slow" });
+    const history = () => cronStoreFor(broker).history({ name: job.name, queue: "cron-mem-slow" });
     try {
       worker = await startWorker({
         modules: [fixture("lazy_app.ts")], queues: ["cron-mem-slow"], broker, isolation: "inline", concurrency: 4,

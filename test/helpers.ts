@@ -114,7 +114,7 @@ export function spawnDray(command: string, args: string[], env: Record<string, s
   const [cmd, ...pre] = runtimeCommand(runtime);
   const child = spawn(cmd!, [...pre, join(root, "src/cli/main.ts"), command, ...args], {
     cwd: root,
-    env: { ...process.env, DRAY_LOG_LEVEL: "debug", ...env },
+    env: { ...process.env, DRAY_LOG_LEVEL: "debug", DRAY_LOG_FORMAT: "json", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Array<Record<string, unknown>> = [];

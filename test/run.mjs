@@ -2,7 +2,9 @@
 // `npm test`: the whole suite, as CI runs it. Plain JS so that Node can start it before anything is
 // installed. It (1) makes sure Bun (a devDependency) and Deno (installed outside the project: a
 // `deno` in node_modules/.bin breaks `deno task`) are there, (2) typechecks, (3) runs the core suite
-// on Bun, (4) runs the smoke suite on each of Bun, Deno and Node, and ends with one line
+// on Bun, (4) runs the smoke suite on each of Bun, Deno and Node, (5) packs the package and uses it
+// from a fresh project on each runtime (test/package/consumer.mjs), (6) checks that JSR would take
+// it (`deno publish --dry-run`), and ends with one line
 // `N passed, N failed, N skipped` over all of them. Skipped are what cannot run here (tests that need
 // Redis when it is absent outside CI), counted apart so that they are not mistaken for passes.
 import { spawn, spawnSync } from "node:child_process";
@@ -25,7 +27,7 @@ function ensureBun() {
   if (existsSync(local) && which(local)) return local;
   if (which("bun")) return "bun";
   console.log("# installing npm packages (bun is a devDependency)");
-  spawnSync("npm", ["install", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
+  spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: root, stdio: "inherit" });
   return local;
 }
 
@@ -95,6 +97,22 @@ for (const [name, [cmd, args]] of Object.entries(runtimes)) {
   const skipped = Number(m?.[3] ?? 0);
   if (code !== 0 && failed === 0) failed = 1;
   suites.push({ name: `smoke (${name})`, passed, failed, skipped });
+}
+
+console.log("\n# package: npm pack, installed in a fresh project, used on Node, Bun and Deno");
+{
+  const [code, out] = await run(process.execPath, [join(root, "test/package/consumer.mjs")], env);
+  const m = /^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$/m.exec(out);
+  let failed = Number(m?.[2] ?? 0);
+  if (code !== 0 && failed === 0) failed = 1;
+  suites.push({ name: "package", passed: Number(m?.[1] ?? 0), failed, skipped: Number(m?.[3] ?? 0) });
+}
+
+console.log("\n# jsr: deno publish --dry-run");
+{
+  // Slow types fail it; so does a module JSR could not resolve.
+  const [code] = await run(deno, ["publish", "--dry-run", "--allow-dirty"], { NO_COLOR: "1" });
+  suites.push({ name: "jsr", passed: code === 0 ? 1 : 0, failed: code === 0 ? 0 : 1, skipped: 0 });
 }
 
 console.log("\n# summary");

@@ -8,7 +8,7 @@
  * other way through shared memory, polled while jobs run or wait, because piscina owns the port.
  */
 import { parentPort, threadId, workerData } from "node:worker_threads";
-import { enableTypeScriptImports, threadMemoryBytes } from "../src/runtime/mod.ts";
+import { loaderFor, threadMemoryBytes } from "../src/runtime/mod.ts";
 import type { JobOutcome } from "../src/executor/types.ts";
 import {
   type BatchTask, Cell, cellsPerSlot, decodeBatch, encodeResults, Header, headerAt, stopCodes, uncount, type ThreadData,
@@ -26,7 +26,8 @@ const report = (r: ThreadReport) => parentPort!.postMessage(r);
 // Dynamic imports keep this thread's app modules, registry and error classes in one ESM graph, even
 // when piscina loaded this file through require().
 const host: Promise<JobHost> = (async () => {
-  await enableTypeScriptImports();
+  // On Node, tsx only if something here is TypeScript: this file in a checkout, or the app's modules.
+  await loaderFor([import.meta.url, ...data.modules]);
   const { JobHost } = await import("./host.ts");
   return await JobHost.load(data);
 })();

@@ -117,7 +117,7 @@ export class WorkerPool {
     const [cmd, ...rest] = [...dieWithParent(), bunBinary(), join(root, "src/cli/main.ts"), "worker", app, ...args];
     const child = spawn(cmd!, rest, {
       cwd: root,
-      env: { ...process.env, ...launchEnv("bun"), DRAY_LOG_LEVEL: "info", ...env },
+      env: { ...process.env, ...launchEnv("bun"), DRAY_LOG_LEVEL: "info", DRAY_LOG_FORMAT: "json", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     trackChild(child);

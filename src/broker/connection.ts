@@ -1,8 +1,8 @@
 import type { Redis, RedisOptions } from "ioredis";
-import "../runtime/tracing.ts";
 import type { Logger } from "pino";
 import { BrokerError, MalformedMessageError } from "../errors.ts";
 import { lazy } from "../runtime/mod.ts";
+import { quietIoredisTracing } from "../runtime/tracing.ts";
 import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";
 
 /** A stream entry as Redis returns it; fields are null when the entry was deleted while pending. */
@@ -63,6 +63,7 @@ const ioredis = lazy<typeof import("ioredis")>("ioredis");
 
 /** A client of `url`; the one way dray makes one, so that ioredis loads only when needed. */
 export function newRedis(url: string, options: RedisOptions = {}): Redis {
+  quietIoredisTracing();
   return new (ioredis().Redis)(url, options);
 }
 

@@ -2,7 +2,6 @@ import { MalformedMessageError, type SerializedError } from "../errors.ts";
 import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery, type Message } from "../message.ts";
 import { pendingRecord } from "../results/record.ts";
 import { MemoryJobStore } from "../results/memory.ts";
-import { MemoryCronStore } from "../cron/memory_store.ts";
 import type { JobRecord } from "../results/types.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
@@ -40,9 +39,8 @@ interface QueueState {
 export class MemoryBroker implements Broker {
   readonly prefix: string;
   readonly visibilityTimeout: number;
-  readonly jobs = new MemoryJobStore();
+  readonly jobs: MemoryJobStore = new MemoryJobStore();
   readonly limits: RateLimits = new MemoryLimits();
-  readonly crons = new MemoryCronStore((requests) => this.enqueue(requests));
   readonly #queues = new Map<string, QueueState>();
   /** Held jobIds: until when (ms; Infinity while the job is known) and the sentAt of the holder. */
   readonly #dedup = new Map<string, { until: number; holder: number }>();

@@ -15,8 +15,6 @@ import { connect, execPipeline, type Scripted } from "./connection.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
 import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
-import { RedisCronStore } from "../cron/redis_store.ts";
-import type { CronStore } from "../cron/store.ts";
 
 export interface RedisBrokerOptions {
   /** @default settings().redisUrl */
@@ -41,7 +39,6 @@ export class RedisBroker implements Broker {
   readonly visibilityTimeout: number;
   readonly jobs: RedisJobStore;
   readonly limits: RateLimits;
-  readonly crons: CronStore;
   readonly #redis: Scripted;
   readonly #blocker: Blocker;
   readonly #options: RedisBrokerOptions;
@@ -95,10 +92,9 @@ export class RedisBroker implements Broker {
         rule.kind, rule.limit, rule.kind === "concurrent" ? rule.leaseMs : rule.windowMs, token),
       release: async (key: string, token: string) => void (await this.#redis.zrem(limitKey(this.prefix, key), token)),
     };
-    this.crons = new RedisCronStore(this.#redis, this.prefix);
   }
 
-  /** The command connection, for handlers' `ctx.redis` and for tools. */
+  /** The command connection, for handlers' `ctx.redis`, the cron store (src/cron/stores.ts) and tools. */
   get redis(): Redis {
     return this.#redis;
   }

@@ -1,7 +1,6 @@
 import type { SerializedError } from "../errors.ts";
 import type { Delivery, DeliveryRef, MalformedDelivery, Message } from "../message.ts";
 import type { JobRecord, JobStore } from "../results/types.ts";
-import type { CronStore } from "../cron/store.ts";
 
 /** What a worker publishes about each actor so that senders can route by name. */
 export interface ActorMeta {
@@ -118,8 +117,6 @@ export interface Broker {
   readonly jobs: JobStore;
   /** Slots of distributed rate limiters. */
   readonly limits: RateLimits;
-  /** Cron state: last ticks, overlap locks, run histories. Without it a worker skips its crons. */
-  readonly crons?: CronStore;
   /** Stops a pending blocking read so that shutdown is prompt. */
   interrupt(): void;
   close(): Promise<void>;

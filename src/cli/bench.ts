@@ -1,16 +1,69 @@
 import { parseArgs } from "node:util";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { defaultIsolation, type Isolation } from "../executor/mod.ts";
 import { runtime, type RuntimeName } from "../runtime/mod.ts";
 import { nonNegativeInt, positiveInt } from "./worker.ts";
+import { helpRequested } from "./usage.ts";
 import { runBench, type BenchOptions } from "../../bench/mod.ts";
 import { SCENARIOS, type Scenario } from "../../bench/scenarios.ts";
 
+export const usage = `usage: dray bench [options]
+
+Throughput, latency and cost per job of a real worker process on Redis: sweeps --threads x
+--concurrency, runs reference loops beside it, and recommends a setting. See bench/README.md.
+
+options:
+  --scenario S          what a job does: ${SCENARIOS.join(", ")} (default noop);
+                        chaos is a fault-injection run: 'dray bench --scenario chaos --help'
+  --jobs N              jobs per run (default 50000)
+  --threads 1,2,4       thread (or process) counts to sweep (default 1,2,4)
+  --concurrency LIST    concurrency values to sweep (default 1,16,64,256)
+  --runtime R           the worker's runtime: bun, deno or node (default: the bench's own)
+  --isolation MODE      thread, process or inline (default: the worker's on that runtime)
+  --prefetch N          passed to the worker (default: its concurrency)
+  --results on|off      off: no result record per job (default on)
+  --compare bullmq      add BullMQ's workers to the reference runs
+  --rounds N            interleaved rounds of the reference runs (default 2)
+  --no-baseline         skip the bare Streams loop and the thread-hop loop
+  --rate N              jobs/s offered in the latency run; 0: no latency run (default 500)
+  --latency-seconds S   length of the latency run (default 3)
+  --latency-warmup S    seconds sent first and left out of the percentiles (default 0.5)
+  --max-seconds S       a drain is cut off after this long (default 10)
+  --start-timeout MS    no finished job this long after "ready": did not start (default 15000)
+  --json FILE           the whole report as JSON
+  --chart FILE          SVG chart of jobs/s against concurrency
+  -h, --help            this help
+
+environment: REDIS_URL (see 'dray --help')`;
+
+export const chaosUsage = `usage: dray bench --scenario chaos [options]
+
+A fault-injection run, not a sweep: its own redis-server and workers; jobs are sent while workers
+are killed, stalled and cut off and Redis restarts, then the delivery promises are checked against
+a record kept outside Redis. Needs redis-server on the PATH. Exits 1 when a check fails.
+See bench/README.md, "Chaos".
+
+options:
+  --duration S             seconds of faults and sending (default 120, or CHAOS_DURATION)
+  --seed N                 the PRNG seed: the same seed replays the same faults (default: random,
+                           or CHAOS_SEED)
+  --faults LIST            among kill9,stall,clientKill,redisRestart (default: all, or CHAOS_FAULTS)
+  --workers N              workers under test (default 3)
+  --threads N              threads per worker (default 2)
+  --concurrency N          concurrency per worker (default 8)
+  --visibility-timeout MS  the workers' visibility timeout (default 2000)
+  --rate N                 jobs sent per second (default 10)
+  --drain S                the longest drain at the end (default 120)
+  --keep                   keep the temp directory: run log, worker output, faults, the AOF
+  --json FILE              the whole report as JSON
+  -h, --help               this help`;
 
 /** `dray bench ...`: parses the flags; the bench itself lives in bench/. */
 export async function run(args: string[]): Promise<void> {
+  const chaos = isChaos(args);
+  if (helpRequested(args, chaos ? chaosUsage : usage)) return;
   // The chaos scenario is a fault-injection run, not a sweep: its own flags (bench/chaos/cli.ts).
-  if (isChaos(args)) return await (await import("../../bench/chaos/cli.ts")).runChaosCli(args);
+  if (chaos) return await (await import("../../bench/chaos/cli.ts")).runChaosCli(args);
   await runBench(parseBenchArgs(args));
 }
 
@@ -69,18 +122,18 @@ export function parseBenchArgs(args: string[]): BenchOptions {
 }
 
 function oneOf(flag: string, value: string, allowed: readonly string[]): string {
-  if (!allowed.includes(value)) throw new ConfigError(`${flag} must be one of ${allowed.join(", ")}, not "${value}"`);
+  if (!allowed.includes(value)) throw new UsageError(`${flag} must be one of ${allowed.join(", ")}, not "${value}"`);
   return value;
 }
 
 function list(flag: string, raw: string): number[] {
   const out = raw.split(",").map((s) => s.trim()).filter(Boolean).map((s) => positiveInt(flag, s));
-  if (out.length === 0) throw new ConfigError(`${flag} needs at least one value`);
+  if (out.length === 0) throw new UsageError(`${flag} needs at least one value`);
   return out;
 }
 
 function nonNegative(flag: string, raw: string): number {
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${flag} must be a number >= 0, not "${raw}"`);
+  if (!Number.isFinite(n) || n < 0) throw new UsageError(`${flag} must be a number >= 0, not "${raw}"`);
   return n;
 }

@@ -4,25 +4,37 @@ import { RedisBroker } from "../broker/redis.ts";
 import { settings } from "../config.ts";
 import { crons, parse } from "../cron/cron.ts";
 import { cronHistory, describeCron, lastTick, publishedCrons, type CronRun, type PublishedCron } from "../cron/history.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, UsageError } from "../errors.ts";
 import { loadModules } from "../worker.ts";
+import { helpRequested } from "./usage.ts";
 import { positiveInt } from "./worker.ts";
 
-/**
- * `dray cron list [module...] [--json]`: each cron's schedule, next run and last run.
- * `dray cron history <name> [module...] [--limit N] [--json]`: the runs of one cron, newest first.
- * Without modules, the crons come from what tickers published to Redis.
- */
+export const usage = `usage: dray cron list [module...] [--json]
+       dray cron history <name> [module...] [--limit N] [--json]
+
+list     each cron's schedule, actor, queue, next run, last run and its status
+history  the runs of one cron, newest first: RUNNING, COMPLETED, FAILED, SKIPPED
+
+Without modules, the crons are those that workers and schedulers published to Redis.
+
+options:
+  --limit N   history: at most this many runs (default 50)
+  --json      one JSON object per line instead of a table
+  -h, --help  this help
+
+environment: REDIS_URL, DRAY_PREFIX (see 'dray --help')`;
+
 export async function run(args: string[]): Promise<void> {
+  if (helpRequested(args, usage)) return;
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     options: { limit: { type: "string" }, json: { type: "boolean" } },
   });
   const [action = "list", ...rest] = positionals;
-  if (action !== "list" && action !== "history") throw new ConfigError(`cron: unknown action "${action}" (list, history)`);
+  if (action !== "list" && action !== "history") throw new UsageError(`unknown action "${action}" (list, history)`);
   const name = action === "history" ? rest.shift() : undefined;
-  if (action === "history" && !name) throw new ConfigError("cron history: give the name of a cron");
+  if (action === "history" && !name) throw new UsageError("history: give the name of a cron");
   const s = settings();
   const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix });
   try {

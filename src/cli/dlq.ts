@@ -1,11 +1,30 @@
 import { parseArgs } from "node:util";
 import { RedisBroker } from "../broker/redis.ts";
 import { settings } from "../config.ts";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
+import { helpRequested } from "./usage.ts";
 import { positiveInt } from "./worker.ts";
 
-/** `dray dlq list|requeue|purge [--queue q | --all] [--id ID ...] [--limit N] [--json]` */
+export const usage = `usage: dray dlq list [--queue q] [--limit N] [--json]
+       dray dlq requeue [--queue q] [--id ID ...]
+       dray dlq purge --queue q | --all
+
+list     the dead letters of each queue (or of one): id, time, retries, actor, error
+requeue  sends dead letters back to their queue; with --id, only those (repeat --id for more)
+purge    removes dead letters for good and says how many; --all for every queue's
+
+options:
+  --queue q   only this queue (default: every queue; purge needs --queue or --all)
+  --id ID     requeue only the letter with this id; may be repeated
+  --limit N   list: at most this many letters per queue (default 100)
+  --json      list: one JSON object per line
+  --all       purge: every queue's dead letters
+  -h, --help  this help
+
+environment: REDIS_URL, DRAY_PREFIX (see 'dray --help')`;
+
 export async function run(args: string[]): Promise<void> {
+  if (helpRequested(args, usage)) return;
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -18,13 +37,13 @@ export async function run(args: string[]): Promise<void> {
     },
   });
   const action = positionals[0] ?? "list";
-  if (!["list", "requeue", "purge"].includes(action)) throw new ConfigError(`dlq: unknown action "${action}" (list, requeue, purge)`);
+  if (!["list", "requeue", "purge"].includes(action)) throw new UsageError(`unknown action "${action}" (list, requeue, purge)`);
   // Purging cannot be undone, so emptying every queue has to be asked for by name; before Redis is
   // touched, so a bare `purge` removes nothing.
   if (action === "purge" && !values.queue && !values.all) {
-    throw new ConfigError("dlq purge: give --queue <q> to empty one queue's dead letters, or --all to empty every queue's");
+    throw new UsageError("purge: give --queue <q> to empty one queue's dead letters, or --all to empty every queue's");
   }
-  if (values.queue && values.all) throw new ConfigError("dlq: give --queue <q> or --all, not both");
+  if (values.queue && values.all) throw new UsageError("give --queue <q> or --all, not both");
   const s = settings();
   const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix });
   try {

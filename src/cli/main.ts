@@ -1,9 +1,11 @@
-#!/usr/bin/env -S npx tsx
 /**
- * `dray <command>`: worker, scheduler, dlq, queues, bench. Each command lives in its own file.
+ * `dray <command>`: worker, scheduler, cron, dlq, queues, bench. Each command lives in its own file
+ * and owns its usage (`dray <command> --help`); this one only dispatches and reports bad usage.
  */
+import "../runtime/supported.mjs";
 import { argv, setExitCode } from "../runtime/mod.ts";
 import { DrayError } from "../errors.ts";
+import { usageProblem } from "./usage.ts";
 
 const commands: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   worker: () => import("./worker.ts"),
@@ -17,47 +19,49 @@ const commands: Record<string, () => Promise<{ run(args: string[]): Promise<void
 const usage = `usage: dray <command> [options]
 
 commands:
-  worker <module...>   run a worker on the actors these modules define
-                       [--queues a,b] [--concurrency N] [--threads N] [--isolation thread|process|inline]
-                       [--max-memory MB] (per thread or process; over it, recycled)
-                       [--prefetch N] (jobs handed to threads ahead of free slots; default: concurrency)
-                       [--no-cron] (no cron ticker in this worker; its cron jobs still run)
-  scheduler <module...>
-                       only the cron ticker: enqueues each tick of the modules' crons once
-  cron list [module...]
-                       each cron's schedule, next run and last run status
-  cron history <name> [module...] [--limit N] [--json]
-                       the runs of one cron: RUNNING, COMPLETED, FAILED, SKIPPED
-  dlq list|requeue [--queue q] [--id ID] [--limit N]
-                       inspect and requeue dead letters
-  dlq purge --queue q | --all
-                       remove dead letters for good; says how many
-  queues [--watch]     ready / running / delayed / dead per queue
-  bench                throughput, latency and cost per job; recommends --threads/--concurrency
-                       [--scenario noop|cpu|io|mixed] [--jobs N] [--threads 1,2,4] [--concurrency 1,16,64,256]
-                       [--runtime bun|deno|node] [--isolation thread|process|inline] [--compare bullmq]
-                       [--json FILE] [--chart FILE] (see bench/README.md)
+  worker <module...>     run the actors these modules define
+  scheduler <module...>  only the cron ticker: enqueues each tick of the modules' crons once
+  cron list|history      each cron's schedule, next and last run; the runs of one cron
+  dlq list|requeue|purge inspect, requeue or remove dead letters
+  queues [--watch]       ready / running / delayed / dead per queue
+  bench                  throughput, latency and cost per job; recommends --threads/--concurrency
 
-environment: REDIS_URL (default redis://127.0.0.1:6379), DRAY_PREFIX (default dray), DRAY_LOG_LEVEL (default info)`;
+run 'dray <command> --help' for its options.
+
+environment:
+  REDIS_URL        default redis://127.0.0.1:6379
+  DRAY_PREFIX      key namespace, default dray
+  DRAY_LOG_LEVEL   default info
+  DRAY_LOG_FORMAT  pretty or json; default pretty when stdout is a terminal, else json`;
 
 async function main(): Promise<void> {
   const [name, ...rest] = argv();
-  if (!name || name === "help" || name === "--help" || name === "-h") {
+  if (!name || name === "--help" || name === "-h" || (name === "help" && !rest[0])) {
     console.log(usage);
     return;
   }
-  const load = commands[name];
+  // `dray help worker` is `dray worker --help`.
+  const [command, args] = name === "help" ? [rest[0]!, ["--help"]] : [name, rest];
+  const load = commands[command];
   if (!load) {
-    console.error(`dray: unknown command "${name}"\n\n${usage}`);
+    console.error(`dray: unknown command "${command}"\n\n${usage}`);
     setExitCode(2);
     return;
   }
   try {
-    await (await load()).run(rest);
+    await (await load()).run(args);
   } catch (error) {
-    // A bad flag (unknown, missing its value, a value that looks like a flag) is the user's, not a bug.
-    if (error instanceof DrayError || String((error as { code?: string }).code).startsWith("ERR_PARSE_ARGS_")) {
-      console.error(`dray ${name}: ${(error as Error).message}`);
+    // A mistake on the command line (a flag unknown, missing its value, out of range) is the user's,
+    // not a bug: one line naming the command, and where the right flags are.
+    const problem = usageProblem(error);
+    if (problem !== undefined) {
+      console.error(`dray ${command}: ${problem}\nrun 'dray ${command} --help' for its options`);
+      setExitCode(2);
+      return;
+    }
+    // The user's too (no crons in the modules, a bad actor option), but no flag would fix these.
+    if (error instanceof DrayError) {
+      console.error(`dray ${command}: ${error.message}`);
       setExitCode(2);
       return;
     }

@@ -1,10 +1,34 @@
 import { parseArgs } from "node:util";
-import { ConfigError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { startWorker } from "../worker.ts";
 import { exit } from "../runtime/mod.ts";
 import type { Isolation } from "../executor/mod.ts";
+import { useCliLogger } from "./log_format.ts";
+import { helpRequested } from "./usage.ts";
+
+export const usage = `usage: dray worker <module...> [options]
+
+Runs the actors these modules define: reads their queues, runs each job in a pool of threads (or
+processes) under its time limit, retries and dead-letters. The first SIGTERM or Ctrl-C stops it
+gracefully, a second at once. Exits 1 if jobs were left unsettled (they stay in Redis for others).
+
+options:
+  --queues a,b             read only these queues (default: every queue of the modules' actors)
+  --concurrency N          jobs running at once across the worker (default 16)
+  --threads N              threads or processes in the pool (default: one per core)
+  --isolation MODE         thread, process or inline (default: thread; process on Deno)
+  --max-memory MB          per thread or process; over it, it is replaced and its jobs go back
+                           to their queue (default: no cap)
+  --prefetch N             jobs handed to threads ahead of free slots (default: the concurrency)
+  --shutdown-grace MS      on stop, how long running jobs get to finish (default 30000)
+  --visibility-timeout MS  a job held this long by a silent worker is taken by another (default 10000)
+  --no-cron                no cron ticker in this worker (its cron jobs still run)
+  -h, --help               this help
+
+environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT (see 'dray --help')`;
 
 export async function run(args: string[]): Promise<void> {
+  if (helpRequested(args, usage)) return;
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -22,8 +46,10 @@ export async function run(args: string[]): Promise<void> {
   });
   const isolation = values.isolation as Isolation | undefined;
   if (isolation && !["thread", "process", "inline"].includes(isolation)) {
-    throw new ConfigError(`--isolation must be thread, process or inline, not "${isolation}"`);
+    throw new UsageError(`--isolation must be thread, process or inline, not "${isolation}"`);
   }
+  if (positionals.length === 0) throw new UsageError("give at least one app module that defines actors");
+  useCliLogger();
   const worker = await startWorker({
     modules: positionals,
     ...(values.queues ? { queues: values.queues.split(",").map((q) => q.trim()).filter(Boolean) } : {}),
@@ -44,12 +70,12 @@ export async function run(args: string[]): Promise<void> {
 
 export function nonNegativeInt(flag: string, raw: string): number {
   const n = Number(raw);
-  if (raw.trim() === "" || !Number.isInteger(n) || n < 0) throw new ConfigError(`${flag} must be a whole number >= 0, not "${raw}"`);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number >= 0, not "${raw}"`);
   return n;
 }
 
 export function positiveInt(flag: string, raw: string): number {
   const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`${flag} must be a positive integer, not "${raw}"`);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${flag} must be a positive integer, not "${raw}"`);
   return n;
 }

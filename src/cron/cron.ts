@@ -6,33 +6,46 @@ import { ConfigError } from "../errors.ts";
 
 export type CatchUp = "none" | "last" | "all";
 
-const optionsSchema = z.strictObject({
+/** The options of `cron()`; every one may be left out. */
+export interface CronOptionsInput {
   /** Identifies the cron in Redis (last tick, lock, history) and in the CLI. @default the actor's name */
-  name: z.string().regex(/^[A-Za-z0-9_.:-]{1,200}$/, "1-200 letters, digits and _ . : -").optional(),
+  name?: string;
   /** IANA zone the expression is read in, e.g. "Europe/Paris"; DST is handled by croner. @default UTC */
-  timezone: z.string().min(1).optional(),
+  timezone?: string;
   /**
    * Overlap lock, ms: a run takes it for this long and renews it every lockTtl/3 while it goes on; a
    * run that finds it held is recorded SKIPPED and not executed. Released when the run ends; expires
    * this long after its holder died. 0: no lock, runs may overlap. @default the actor's timeLimit
    */
-  lockTtl: z.number().int().nonnegative().optional(),
+  lockTtl?: number;
   /** What each run's handler gets; checked against the actor's schema here. @default undefined */
-  payload: z.unknown().optional(),
+  payload?: unknown;
   /**
    * Ticks missed while no ticker was up: "none" skips them, "last" runs the newest one, "all" runs
    * them (the newest `maxCatchUp`). A tick counts as missed once the tick after it is due too, or
    * when it is over a minute late. Caught-up jobs are enqueued together, so under the overlap lock
    * those that start while another runs are SKIPPED; with "all", consider `lockTtl: 0`. @default "none"
    */
-  catchUp: z.enum(["none", "last", "all"]).default("none"),
+  catchUp?: CatchUp;
   /** Cap on the ticks one catch-up runs with `catchUp: "all"`. @default 100 */
-  maxCatchUp: z.number().int().positive().max(10_000).default(100),
+  maxCatchUp?: number;
   /** Runs kept in the history of this cron (older ones are trimmed). @default 1000 */
+  historySize?: number;
+}
+
+/** What the schema returns: the input with its defaults filled in (the rest `cron()` resolves itself). */
+type ParsedCronOptions = CronOptionsInput & Required<Pick<CronOptionsInput, "catchUp" | "maxCatchUp" | "historySize">>;
+
+// Typed by the interface, so the compiler checks that what the schema accepts and returns fits it.
+const optionsSchema: z.ZodType<ParsedCronOptions, CronOptionsInput> = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.:-]{1,200}$/, "1-200 letters, digits and _ . : -").optional(),
+  timezone: z.string().min(1).optional(),
+  lockTtl: z.number().int().nonnegative().optional(),
+  payload: z.unknown().optional(),
+  catchUp: z.enum(["none", "last", "all"]).default("none"),
+  maxCatchUp: z.number().int().positive().max(10_000).default(100),
   historySize: z.number().int().positive().max(1_000_000).default(1000),
 });
-
-export type CronOptionsInput = z.input<typeof optionsSchema>;
 
 export interface CronOptions {
   timezone: string | undefined;
@@ -56,7 +69,7 @@ export interface CronJob {
 }
 
 /** Crons defined in this process, by name. Every ticker in every worker and scheduler reads it. */
-export const crons = new Map<string, CronJob>();
+export const crons: Map<string, CronJob> = new Map();
 
 /**
  * Runs `target` on a schedule: `cron("0 6 * * *", collectReports, { timezone: "Europe/Paris" })`.

@@ -4,7 +4,7 @@ import type { CronRun } from "./history.ts";
 import type { CronLock, CronRenewal, CronRunStep, CronStore, CronWrite } from "./store.ts";
 
 /**
- * Cron state in memory, for the MemoryBroker (`broker.crons`): the same rules as the Redis store's
+ * Cron state in memory, for the MemoryBroker (`cronStoreFor(broker)`): the same rules as the Redis store's
  * scripts, for the tickers of one process. Each write and run step is atomic because its checks and
  * updates happen in one synchronous stretch, before anything is awaited.
  */

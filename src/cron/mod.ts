@@ -3,6 +3,7 @@ import type { Broker } from "../broker/types.ts";
 import type { Middleware } from "../middleware.ts";
 import { crons } from "./cron.ts";
 import { cronRuns } from "./runs.ts";
+import { cronStoreFor } from "./stores.ts";
 import { Ticker } from "./ticker.ts";
 
 /** What cron adds to a worker. */
@@ -22,7 +23,7 @@ export interface WorkerCron {
 export function cronForWorker(options: { broker: Broker; logger: Logger; tick: boolean }): WorkerCron {
   const { broker, logger } = options;
   if (crons.size === 0) return { middleware: [], start() {}, async stop() {} };
-  const store = broker.crons;
+  const store = cronStoreFor(broker);
   if (!store) {
     logger.warn({ crons: [...crons.keys()] }, "this broker keeps no cron state: no ticker, overlap lock nor history here");
     return { middleware: [], start() {}, async stop() {} };

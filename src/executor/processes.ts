@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
-import { childRuntimeArgs, dieWithParent, onProcessExit } from "../runtime/mod.ts";
+import { childRuntimeArgs, dieWithParent, isTypeScript, onProcessExit, ownFile } from "../runtime/mod.ts";
 import { interrupted, JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
 import { memoryReportMs, type PoolOptions } from "./threads.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
@@ -49,8 +48,6 @@ interface Child {
   /** Why it is about to exit, when it could say. */
   crash?: string;
 }
-
-const childFile = fileURLToPath(new URL("../../workers/child.ts", import.meta.url));
 
 /**
  * Runs handlers in child processes of the worker's own runtime, many per process. SIGKILL stops
@@ -207,7 +204,9 @@ export class ProcessExecutor implements Executor {
   }
 
   #spawn(): void {
-    const { command, args } = childRuntimeArgs();
+    const childFile = ownFile(import.meta.url, "../../workers/child");
+    // On Node, tsx only if the child imports TypeScript: its own entry in a checkout, or app modules.
+    const { command, args } = childRuntimeArgs([childFile, ...this.#o.modules].some(isTypeScript));
     // A child stuck in a handler cannot see its worker die: where it can, the kernel kills it then.
     const [cmd, ...rest] = [...dieWithParent(), command, ...args, childFile];
     const proc = spawn(cmd!, rest, { stdio: ["ignore", "inherit", "inherit", "ipc"] });

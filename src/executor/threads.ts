@@ -1,7 +1,6 @@
-import { fileURLToPath } from "node:url";
 import type { Piscina } from "piscina";
 import type { Logger } from "pino";
-import { lazy } from "../runtime/mod.ts";
+import { lazy, ownFile } from "../runtime/mod.ts";
 import { ConfigError, reviveError } from "../errors.ts";
 import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
 import {
@@ -35,7 +34,6 @@ export interface PoolOptions {
 
 /** Loaded by the first pool started: see `lazy`. The app modules a thread imports never start one. */
 const piscina = lazy<typeof import("piscina")>("piscina");
-const threadFile = fileURLToPath(new URL("../../workers/thread.ts", import.meta.url));
 export const memoryReportMs = 250;
 
 /** A job waiting for the next flush, and how many times it was placed already. */
@@ -120,7 +118,7 @@ export class ThreadExecutor implements Executor {
     };
     const ready = new Promise<void>((resolve, reject) => (this.#startup = { resolve, reject }));
     const pool = new (piscina().Piscina)({
-      filename: threadFile,
+      filename: ownFile(import.meta.url, "../../workers/thread"),
       minThreads: this.#threads,
       maxThreads: this.#threads,
       concurrentTasksPerWorker: Math.ceil(this.capacity / this.#threads),

@@ -5,8 +5,11 @@
 import process from "node:process";
 import os from "node:os";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ConfigError } from "../errors.ts";
+import { enableTypeScriptImports } from "./typescript.mjs";
 export { dieWithParent } from "./parent_death.mjs";
-export { enableTypeScriptImports } from "./typescript.mjs";
 
 export type RuntimeName = "bun" | "deno" | "node";
 
@@ -26,6 +29,11 @@ export function env(name: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Sets a variable for this process and the threads and children it starts from now on. */
+export function setEnv(name: string, value: string): void {
+  process.env[name] = value;
 }
 
 export function hostname(): string {
@@ -72,18 +80,49 @@ export function onShutdownSignal(handler: (signal: string) => void): () => void 
 }
 
 /**
- * The command that starts another process of this same runtime able to run TypeScript sources:
- * Bun and Deno run `.ts` natively; Node 20 cannot strip types and needs tsx's loader.
+ * The command that starts another process of this same runtime. Bun and Deno run `.ts` natively;
+ * Node 20 cannot strip types, so a child that imports TypeScript (`typescript`) gets tsx's loader.
  */
-export function childRuntimeArgs(): { command: string; args: string[] } {
+export function childRuntimeArgs(typescript: boolean): { command: string; args: string[] } {
   switch (runtime()) {
     case "bun":
       return { command: process.execPath, args: [] };
     case "deno":
       return { command: process.execPath, args: ["run", ...denoPermissions()] };
     case "node":
-      return { command: process.execPath, args: ["--import", "tsx"] };
+      return { command: process.execPath, args: typescript ? ["--import", "tsx"] : [] };
   }
+}
+
+/** Whether a module is TypeScript, by its extension: Node needs a loader to import it. */
+export function isTypeScript(specifier: string): boolean {
+  return /\.[cm]?tsx?$/.test(specifier.replace(/[?#].*$/, ""));
+}
+
+/**
+ * Registers tsx's loader on the calling thread when Node is about to import TypeScript modules:
+ * the app's own `.ts` files, or dray's sources in a checkout. Nothing happens for JavaScript modules,
+ * nor on Bun and Deno. Without tsx installed, a ConfigError says how to fix it.
+ */
+export async function loaderFor(modules: readonly string[]): Promise<void> {
+  const ts = modules.find(isTypeScript);
+  if (ts === undefined || runtime() !== "node") return;
+  try {
+    await enableTypeScriptImports(ts);
+  } catch (error) {
+    throw new ConfigError((error as Error).message, { cause: (error as Error).cause });
+  }
+}
+
+/**
+ * One of dray's own files, by its path from `base` (the caller's `import.meta.url`) without an
+ * extension: the compiled `.js` when dray runs from dist/ (installed from npm), the `.ts` source
+ * otherwise (a checkout, JSR). A path for a `file:` URL; any other URL (a JSR import) as it is.
+ * Resolved when a pool starts, not at import, so that importing dray touches no file.
+ */
+export function ownFile(base: string, relative: string): string {
+  const url = new URL(relative + (isTypeScript(new URL(base).pathname) ? ".ts" : ".js"), base).href;
+  return url.startsWith("file:") ? fileURLToPath(url) : url;
 }
 
 /** The permissions dray needs on Deno; deno.json tasks list the same. */
@@ -137,7 +176,16 @@ export function onProcessExit(handler: () => void): () => void {
   return () => void process.off("exit", handler);
 }
 
-const requireHere = createRequire(import.meta.url);
+let requireHere: ((specifier: string) => unknown) | undefined;
+
+/**
+ * `require` from dray's own folder, so that dray's dependencies resolve as they were installed with
+ * it. Made on first use: a JSR import's URL is not a file, and then the project's folder resolves.
+ */
+function requireFromHere(specifier: string): unknown {
+  requireHere ??= createRequire(import.meta.url.startsWith("file:") ? import.meta.url : join(cwd(), "package.json"));
+  return requireHere(specifier);
+}
 
 /**
  * A dependency loaded on its first use instead of at import. Every app module imports dray's one
@@ -151,5 +199,10 @@ const requireHere = createRequire(import.meta.url);
  */
 export function lazy<T>(specifier: string): () => T {
   let loaded: T | undefined;
-  return () => (loaded ??= requireHere(specifier) as T);
+  return () => (loaded ??= requireFromHere(specifier) as T);
+}
+
+/** Whether stdout is a terminal, so a person reads the logs, rather than a pipe or a file. */
+export function stdoutIsTty(): boolean {
+  return process.stdout.isTTY === true;
 }

@@ -1,2 +1,2 @@
-// Types of typescript.mjs, which stays plain JS so that a thread's entry can load it before any `.ts`.
-export declare function enableTypeScriptImports(): Promise<void>;
+// Types of typescript.mjs, which stays plain JS so that a thread's entry and the launcher load it before any `.ts`.
+export declare function enableTypeScriptImports(what?: string): Promise<void>;

@@ -18,6 +18,7 @@ import { pino } from "pino";
 import { closeBroker } from "../../src/client.ts";
 import { configure } from "../../src/config.ts";
 import { RedisBroker } from "../../src/broker/redis.ts";
+import { newRedis } from "../../src/broker/connection.ts";
 import { createExecutor, defaultIsolation, type Isolation } from "../../src/executor/mod.ts";
 import type { Executor, JobOutcome, JobRequest } from "../../src/executor/types.ts";
 import { runtime } from "../../src/runtime/mod.ts";
@@ -305,13 +306,19 @@ async function measure(isolation: Isolation): Promise<void> {
 
 /**
  * ioredis skips its per-command tracing only when `hasSubscribers` is exactly false; Bun lacks the
- * getter, which src/runtime/tracing.ts (loaded with any Redis client) supplies.
+ * getter, which src/runtime/tracing.ts supplies for ioredis's channels once dray makes a client.
  */
 async function tracing(): Promise<void> {
   await check("ioredis sees no tracing subscriber until one subscribes", async () => {
+    // Nothing changes on import: only a client dray makes brings the fix.
+    const other = dc.tracingChannel("smoke:other");
+    const before = other.hasSubscribers;
+    newRedis("redis://127.0.0.1:6379", { lazyConnect: true }).disconnect();
     const channel = dc.tracingChannel("ioredis:command");
     assert(channel.hasSubscribers === false, `hasSubscribers is ${String(channel.hasSubscribers)} with nobody listening`);
-    const probe = dc.tracingChannel("dray:smoke");
+    // Another library's channel reads as it did before the fix (undefined on Bun, a boolean elsewhere).
+    assert(other.hasSubscribers === before, `another library's channel changed: ${String(before)} -> ${String(other.hasSubscribers)}`);
+    const probe = dc.tracingChannel("ioredis:smoke");
     // Node's typings want all five handlers; one is what an APM might subscribe.
     const handlers = { asyncEnd: () => undefined } as unknown as Parameters<typeof probe.subscribe>[0];
     probe.subscribe(handlers);

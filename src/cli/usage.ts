@@ -1,0 +1,29 @@
+/**
+ * What every `dray <command>` shares about its command line: `--help` (or `-h`) prints the
+ * command's own usage, and a mistake on the command line is told in one line naming the command.
+ */
+import { UsageError } from "../errors.ts";
+
+/** Prints `usage` and returns true when `args` ask for help; the command then does nothing else. */
+export function helpRequested(args: string[], usage: string): boolean {
+  // Help wins over any other mistake on the line, but what follows `--` is an argument, not a flag.
+  const end = args.indexOf("--");
+  const flags = end === -1 ? args : args.slice(0, end);
+  if (!flags.some((a) => a === "--help" || a === "-h")) return false;
+  console.log(usage);
+  return true;
+}
+
+/**
+ * The one-line message for a mistake on the command line, or undefined for any other error.
+ * node:util's parseArgs errors (`ERR_PARSE_ARGS_*`) run to several sentences, and the advice in the
+ * later ones (quote a positional after `--`) rarely fits dray's commands: the first says it.
+ */
+export function usageProblem(error: unknown): string | undefined {
+  if (error instanceof UsageError) return error.message;
+  if (!String((error as { code?: unknown } | null)?.code).startsWith("ERR_PARSE_ARGS_")) return undefined;
+  const first = String((error as Error).message).split(/\.\s|\n/)[0]!.replace(/\.$/, "");
+  const missing = /^Option '(.+?)(?: <value>)?' argument (?:missing|is ambiguous)/.exec(first);
+  if (missing) return `option '${missing[1]}' needs a value`;
+  return first.charAt(0).toLowerCase() + first.slice(1);
+}
