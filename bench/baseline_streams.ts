@@ -18,6 +18,7 @@ import { Redis } from "ioredis";
 import { quietIoredisTracing } from "../src/runtime/tracing.ts";
 import { env, exit, onShutdownSignal } from "../src/runtime/mod.ts";
 import { handle, type BenchPayload, type Scenario } from "./scenarios.ts";
+import { threadEntry } from "./spawn.ts";
 
 // The same ioredis tracing fix dray's clients get, so that the loop and dray are compared like for like.
 quietIoredisTracing();
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
 
 async function hopLoop(scenario: Scenario, redisUrl: string, read: () => Promise<Entry[]>, ack: (entries: Entry[]) => Promise<void>,
   body: (fields: string[]) => string, stopping: () => boolean): Promise<void> {
-  const thread = new Worker(new URL("./baseline_thread.mjs", import.meta.url), { workerData: { scenario, redisUrl } });
+  const thread = new Worker(threadEntry("./baseline_thread"), { workerData: { scenario, redisUrl } });
   const answers = new Map<number, () => void>();
   thread.on("error", (error) => {
     console.error(error);

@@ -7,9 +7,9 @@
  */
 import { Worker } from "bullmq";
 import { Redis } from "ioredis";
-import { fileURLToPath } from "node:url";
 import { env, exit, onShutdownSignal } from "../src/runtime/mod.ts";
 import { handle, type BenchPayload, type Scenario } from "./scenarios.ts";
+import { threadEntry } from "./spawn.ts";
 
 const url = env("REDIS_URL") ?? "redis://127.0.0.1:6379";
 const scenario = (env("BENCH_SCENARIO") ?? "noop") as Scenario;
@@ -19,7 +19,7 @@ let recorder: Redis | undefined;
 const push = (key: string, value: string) => (recorder ??= new Redis(url)).rpush(key, value);
 
 const processor = threads
-  ? fileURLToPath(new URL("./bullmq_processor.mjs", import.meta.url))
+  ? threadEntry("./bullmq_processor")
   : (job: { data: BenchPayload }) => handle(scenario, job.data, push);
 
 const worker = new Worker(env("BENCH_QUEUE") ?? "bench", processor, {

@@ -17,7 +17,20 @@ import { cleanPrefix, runOnce, type RunOptions, type RunResult } from "./runner.
 import type { Scenario } from "./scenarios.ts";
 import { killChildren } from "./spawn.ts";
 import { evaluateTargets, isolationLine, medianRun, recommend, type Recommendation, type Reference, type TargetResult } from "./summary.ts";
-import { BaselineSystem, BullSystem, DraySystem, type BenchContext, type DrayConfig, type System } from "./systems.ts";
+import { BaselineSystem, DraySystem, type BenchContext, type DrayConfig, type System } from "./systems.ts";
+import type { BullSystem } from "./bullmq_system.ts";
+import { ConfigError } from "../src/errors.ts";
+
+type BullSystems = typeof import("./bullmq_system.ts");
+
+/** BullMQ's side of the comparison, loaded only for it: dray does not depend on bullmq. */
+async function loadBullmq(): Promise<BullSystems> {
+  try {
+    return await import("./bullmq_system.ts");
+  } catch (error) {
+    throw new ConfigError("--compare bullmq needs the bullmq package installed beside dray (npm install bullmq)", { cause: error });
+  }
+}
 
 export interface BenchOptions {
   scenario: Scenario;
@@ -70,6 +83,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const redis = new Redis(redisUrl);
   const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results, prefetch: o.prefetch };
   const bulls: BullSystem[] = [];
+  const bullmq = o.compareBullmq ? await loadBullmq() : undefined;
   const removeSignal = onShutdownSignal(() => {
     log("interrupted: stopping workers and removing the bench's keys");
     killChildren();
@@ -91,7 +105,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     log(sweepTable(cells));
     const rec = recommend(cells, o.scenario);
     log(rec ? `recommendation: ${rec.line}` : "recommendation: none (no cell finished)");
-    const references = await referenceRounds(ctx, o, runOptions, rec, bulls, log);
+    const references = await referenceRounds(ctx, o, runOptions, rec, bulls, log, bullmq);
     const dray = references.find((r) => r.kind === "dray" && r.median.concurrency === rec?.concurrency)?.median
       ?? cells.find((c) => c.threads === rec?.threads && c.concurrency === rec?.concurrency);
     if (references.length > 0) log(`\n${referenceTable(references, dray)}`);
@@ -163,13 +177,13 @@ async function sweep(ctx: BenchContext, o: BenchOptions, ro: RunOptions, log: (l
  * is reported "did not start" and the mode is tried on Node instead.
  */
 async function referenceRounds(ctx: BenchContext, o: BenchOptions, ro: RunOptions, rec: Recommendation | undefined,
-  bulls: BullSystem[], log: (l: string) => void): Promise<Reference[]> {
+  bulls: BullSystem[], log: (l: string) => void, bullmq: BullSystems | undefined): Promise<Reference[]> {
   const systems: System[] = [];
   if (rec) systems.push(new DraySystem(ctx, { threads: rec.threads, concurrency: rec.concurrency, isolation: o.isolation } satisfies DrayConfig));
   if (o.baseline) systems.push(new BaselineSystem(ctx), new BaselineSystem(ctx, true));
-  if (o.compareBullmq) {
+  if (bullmq) {
     const make = (mode: "inprocess" | "threads", c: number) => {
-      const b = new BullSystem(ctx, mode, c);
+      const b = new bullmq.BullSystem(ctx, mode, c);
       bulls.push(b);
       return b;
     };
@@ -190,9 +204,9 @@ async function referenceRounds(ctx: BenchContext, o: BenchOptions, ro: RunOption
       entry.runs.push(r);
       runs.set(system.label, entry);
       log(`[round ${round}] ${progressLine(r)}`);
-      if (system instanceof BullSystem && system.mode === "threads" && r.status !== "ok" && system.runtime !== "node") {
+      if (bullmq && system instanceof bullmq.BullSystem && system.mode === "threads" && r.status !== "ok" && system.runtime !== "node") {
         log(`  BullMQ worker-threads ${r.status} on ${o.runtime}; using Node for this mode from now on`);
-        const onNode = new BullSystem(ctx, "threads", system.concurrency, "node");
+        const onNode = new bullmq.BullSystem(ctx, "threads", system.concurrency, "node");
         bulls.push(onNode);
         systems[i] = onNode;
         const retry = await runOnce(ctx, onNode, ro);

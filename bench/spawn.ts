@@ -5,28 +5,44 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { dirname, join } from "node:path";
 import { bunHeapEnv } from "../src/runtime/heap.mjs";
-import { childRuntimeArgs, denoPermissions, env, runtime, type RuntimeName } from "../src/runtime/mod.ts";
+import { childRuntimeArgs, denoPermissions, env, isTypeScript, ownFile, runtime, type RuntimeName } from "../src/runtime/mod.ts";
 
-export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+/** Whether the bench runs from its TypeScript sources (a checkout) or compiled (dist/, the package). */
+const fromSource = isTypeScript(import.meta.url);
+/** The package's root, whose package.json and node_modules the bench reads: above bench/ or dist/bench/. */
+export const root = fileURLToPath(new URL(fromSource ? ".." : "../..", import.meta.url));
 export const RUNTIMES: readonly RuntimeName[] = ["bun", "deno", "node"];
 
+/** One of dray's own files by its path from bench/ without extension: `.ts` in a checkout, else `.js`. */
+export function ownPath(relative: string): string {
+  return ownFile(import.meta.url, relative);
+}
+
 /**
- * The command that runs a TypeScript file on `name`: the current binary when it is the runtime
- * the bench runs on, else BUN_BIN / NODE_BIN / DENO_BIN or the name on PATH.
+ * The entry of a thread that runs bench code: in a checkout its plain-JS twin (`.mjs`), which gives
+ * a Node thread tsx's hooks before importing the `.ts`; compiled, the `.js` itself.
+ */
+export function threadEntry(relative: string): string {
+  return fromSource ? fileURLToPath(new URL(`${relative}.mjs`, import.meta.url)) : ownPath(relative);
+}
+
+/**
+ * The command that runs one of dray's files (see {@link ownPath}) on `name`: the current binary when
+ * it is the runtime the bench runs on, else BUN_BIN / NODE_BIN / DENO_BIN or the name on PATH. Node
+ * gets tsx only for sources.
  */
 export function runtimeCommand(name: RuntimeName, denoAll = false): string[] {
   const deno = denoAll ? ["run", "-A"] : ["run", ...denoPermissions()];
   if (name === runtime()) {
-    const { command, args } = childRuntimeArgs(true);
+    const { command, args } = childRuntimeArgs(fromSource);
     return name === "deno" ? [command, ...deno] : [command, ...args];
   }
   switch (name) {
     case "bun":
       return [env("BUN_BIN") ?? "bun"];
     case "node":
-      return [env("NODE_BIN") ?? "node", "--import", "tsx"];
+      return [env("NODE_BIN") ?? "node", ...(fromSource ? ["--import", "tsx"] : [])];
     case "deno":
       return [env("DENO_BIN") ?? "deno", ...deno];
   }

@@ -1,16 +1,15 @@
 /**
  * The systems a run can measure, behind one shape: how to enqueue for it, how to start its worker
  * process, and how to tell how many jobs are left. dray and the bare Streams loop share dray's
- * enqueue path and stream; BullMQ has its own.
+ * enqueue path and stream; BullMQ has its own (bullmq_system.ts, loaded only to compare with it).
  */
 import type { Redis } from "ioredis";
-import { Queue } from "bullmq";
 import { queueKeys } from "../src/broker/keys.ts";
 import type { Isolation } from "../src/executor/mod.ts";
 import type { RuntimeName } from "../src/runtime/mod.ts";
 import { BENCH_QUEUE, benchActors } from "./fixture.ts";
 import type { BenchPayload, Scenario } from "./scenarios.ts";
-import { drayReady, launchEnv, runtimeCommand, scriptReady, spawnChild, type Child } from "./spawn.ts";
+import { drayReady, launchEnv, ownPath, runtimeCommand, scriptReady, spawnChild, type Child } from "./spawn.ts";
 
 export interface BenchContext {
   /** The bench's own connection (stats, polls, cleanup). */
@@ -101,7 +100,7 @@ export class DraySystem extends DrayStream implements System {
 
   start(): Child {
     const { threads, concurrency, isolation } = this.config;
-    return spawnChild([...runtimeCommand(this.ctx.runtime), "src/cli/main.ts", "worker", "bench/fixture.ts",
+    return spawnChild([...runtimeCommand(this.ctx.runtime), ownPath("../src/cli/main"), "worker", ownPath("./fixture"),
       "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation,
       ...(this.ctx.prefetch === undefined ? [] : ["--prefetch", String(this.ctx.prefetch)])], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
@@ -121,60 +120,9 @@ export class BaselineSystem extends DrayStream implements System {
   }
 
   start(): Child {
-    return spawnChild([...runtimeCommand(this.ctx.runtime, true), "bench/baseline_streams.ts"], {
+    return spawnChild([...runtimeCommand(this.ctx.runtime, true), ownPath("./baseline_streams")], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, BENCH_STREAM: benchStream(this.ctx.prefix),
       BENCH_SCENARIO: this.ctx.scenario, ...(this.hop ? { BENCH_HOP: "thread" } : {}),
     }, scriptReady);
-  }
-}
-
-export type BullMode = "inprocess" | "threads";
-
-export class BullSystem implements System {
-  readonly kind = "bullmq";
-  readonly label: string;
-  readonly pollCommands = { llen: 2, zcard: 1 };
-  readonly #queue: Queue;
-  readonly #connection: Redis;
-  readonly #prefix: string;
-
-  constructor(private readonly ctx: BenchContext, readonly mode: BullMode, readonly concurrency: number,
-    readonly runtime: RuntimeName = ctx.runtime) {
-    this.label = `bullmq ${mode === "threads" ? "worker-threads" : "in-process"} c${concurrency}${runtime === ctx.runtime ? "" : ` (${runtime})`}`;
-    this.#prefix = `${ctx.prefix}-bull`;
-    // BullMQ does not close a connection it was given: this one is ours to close.
-    this.#connection = ctx.redis.duplicate({ maxRetriesPerRequest: null });
-    this.#queue = new Queue(BENCH_QUEUE, {
-      connection: this.#connection,
-      prefix: this.#prefix,
-      defaultJobOptions: { removeOnComplete: true, removeOnFail: 1_000 },
-    });
-  }
-
-  enqueueBulk(payloads: BenchPayload[]) {
-    return this.#queue.addBulk(payloads.map((data) => ({ name: "bench", data })));
-  }
-
-  enqueueOne(payload: BenchPayload) {
-    return this.#queue.add("bench", payload);
-  }
-
-  async remaining(): Promise<Remaining> {
-    const k = `${this.#prefix}:${BENCH_QUEUE}`;
-    const res = await this.ctx.redis.pipeline().llen(`${k}:wait`).llen(`${k}:active`).zcard(`${k}:failed`).exec();
-    const n = (i: number) => Number(res?.[i]?.[1] ?? 0);
-    return { left: n(0) + n(1), failed: n(2) };
-  }
-
-  start(): Child {
-    return spawnChild([...runtimeCommand(this.runtime, true), "bench/bullmq_worker.ts"], {
-      REDIS_URL: this.ctx.redisUrl, BENCH_QUEUE: BENCH_QUEUE, BENCH_PREFIX: this.#prefix,
-      BENCH_CONCURRENCY: String(this.concurrency), BENCH_MODE: this.mode, BENCH_SCENARIO: this.ctx.scenario,
-    }, scriptReady);
-  }
-
-  async close(): Promise<void> {
-    await this.#queue.close();
-    this.#connection.disconnect();
   }
 }

@@ -251,7 +251,7 @@ describe("worker", () => {
     for (const [args, says] of [
       [["--prefetch", "lots"], '--prefetch must be a whole number >= 0, not "lots"'],
       [["--prefetch=-1"], '--prefetch must be a whole number >= 0, not "-1"'],
-      [["--prefetch", "-1"], "dray worker: Option '--prefetch' argument is ambiguous"],
+      [["--prefetch", "-1"], "dray worker: option '--prefetch' needs a value; one starting with '-' goes as '--prefetch=<value>'"],
     ] as const) {
       const r = dray(...args);
       expect(r.status).toBe(2);

@@ -18,7 +18,7 @@ import { getJob } from "../../src/job.ts";
 import { FINISHED, type JobStatus } from "../../src/results/types.ts";
 import { machineInfo } from "../machine.ts";
 import { nowMs } from "../scenarios.ts";
-import { root } from "../spawn.ts";
+import { ownPath } from "../spawn.ts";
 import { ACTOR_OF, CHAOS_QUEUE, LIMIT, type RunLine } from "./app.ts";
 import { check, type Verdict } from "./checker.ts";
 import { FAULT_KINDS, faultWeights, injectFaults, Rng } from "./faults.ts";
@@ -99,7 +99,7 @@ async function startSystem(o: ChaosOptions, dir: string, log: (l: string) => voi
   admin.on("error", () => undefined);
   const pool = new WorkerPool({
     size: o.workers ?? 3,
-    app: join(root, "bench/chaos/app.ts"),
+    app: ownPath("./chaos/app"),
     args: ["--threads", String(o.threads ?? 2), "--concurrency", String(o.concurrency ?? 8),
       "--visibility-timeout", String(o.visibilityTimeout ?? 2_000), "--shutdown-grace", "5000"],
     env: { REDIS_URL: server.url, DRAY_PREFIX: prefix, CHAOS_LOG_DIR: join(dir, "runs") },

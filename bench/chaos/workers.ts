@@ -9,7 +9,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { dieWithParent } from "../../src/runtime/parent_death.mjs";
 import { runtime } from "../../src/runtime/mod.ts";
-import { launchEnv, root } from "../spawn.ts";
+import { launchEnv, ownPath, root } from "../spawn.ts";
 import { nowMs } from "../scenarios.ts";
 import type { WorkerEvent, WorkerProc } from "./history.ts";
 import { trackChild } from "./live.ts";
@@ -114,7 +114,7 @@ export class WorkerPool {
 
   #spawn(): Worker {
     const { app, args, env, outDir } = this.#o;
-    const [cmd, ...rest] = [...dieWithParent(), bunBinary(), join(root, "src/cli/main.ts"), "worker", app, ...args];
+    const [cmd, ...rest] = [...dieWithParent(), bunBinary(), ownPath("../src/cli/main"), "worker", app, ...args];
     const child = spawn(cmd!, rest, {
       cwd: root,
       env: { ...process.env, ...launchEnv("bun"), DRAY_LOG_LEVEL: "info", DRAY_LOG_FORMAT: "json", ...env },

@@ -23,7 +23,9 @@ export function usageProblem(error: unknown): string | undefined {
   if (error instanceof UsageError) return error.message;
   if (!String((error as { code?: unknown } | null)?.code).startsWith("ERR_PARSE_ARGS_")) return undefined;
   const first = String((error as Error).message).split(/\.\s|\n/)[0]!.replace(/\.$/, "");
-  const missing = /^Option '(.+?)(?: <value>)?' argument (?:missing|is ambiguous)/.exec(first);
+  const missing = /^Option '(.+?)(?: <value>)?' argument (missing|is ambiguous)/.exec(first);
+  // Ambiguous: the next word starts with a dash, a negative number say, which parseArgs takes for a flag.
+  if (missing?.[2] === "is ambiguous") return `option '${missing[1]}' needs a value; one starting with '-' goes as '${missing[1]}=<value>'`;
   if (missing) return `option '${missing[1]}' needs a value`;
   return first.charAt(0).toLowerCase() + first.slice(1);
 }

@@ -16,9 +16,9 @@ interface List {
 
 /**
  * Time limits of running jobs with one timer in all, not one per job: a timer per job cost more than
- * a no-op job itself (bench/README.md). Jobs with the same limit expire in the order they started, so
- * a list per distinct limit (there is about one per actor) stays sorted by appending, a job that
- * finishes unlinks itself, and the one timer waits for the earliest head.
+ * a no-op job itself (the hot-path work of 675665e, 2026-12-01). Jobs with the same limit expire in
+ * the order they started, so a list per distinct limit (there is about one per actor) stays sorted
+ * by appending, a job that finishes unlinks itself, and the one timer waits for the earliest head.
  */
 export class DeadlineList<T extends Timed> {
   readonly #lists = new Map<number, List>();

@@ -20,6 +20,9 @@ const deno = process.env.DENO_BIN ?? "deno";
 const denoPermissions = ["--allow-env", "--allow-net", "--allow-read", "--allow-sys=hostname,osRelease,cpus", "--allow-run"];
 const prefix = `pkg-${process.pid}-${Date.now().toString(36)}`;
 const results = { passed: 0, failed: 0, skipped: 0 };
+// A user's shell, not `npm test`'s: npm's variables (npm_config_user_agent above all) would tell the
+// launcher that npm, not Bun, asked for it, and Bun's `bun x` keeps them as it finds them.
+const shell = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("npm_")));
 const started = performance.now();
 
 async function check(name, fn) {
@@ -39,7 +42,7 @@ function assert(condition, message) {
 
 /** Runs a command to its end; returns { code, out } (stdout and stderr together). */
 function run(cmd, args, options = {}) {
-  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, ...options, env: { ...process.env, DRAY_PREFIX: prefix, ...options.env } });
+  const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 120_000, ...options, env: { ...shell, DRAY_PREFIX: prefix, ...options.env } });
   return { code: r.status, out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}` };
 }
 
@@ -49,7 +52,7 @@ function run(cmd, args, options = {}) {
  */
 function start(cmd, args, cwd, group = false) {
   const child = spawn(cmd, args, {
-    cwd, env: { ...process.env, DRAY_PREFIX: prefix, DRAY_LOG_FORMAT: "json" }, stdio: ["ignore", "pipe", "pipe"], detached: group,
+    cwd, env: { ...shell, DRAY_PREFIX: prefix, DRAY_LOG_FORMAT: "json" }, stdio: ["ignore", "pipe", "pipe"], detached: group,
   });
   const signal = (name) => {
     try {
