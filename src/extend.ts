@@ -12,7 +12,7 @@ export { setBroker, useBroker } from "./client.ts";
 export { RedisBroker } from "./broker/redis.ts";
 export type { RedisBrokerOptions } from "./broker/redis.ts";
 export { MemoryBroker } from "./broker/memory.ts";
-export type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./broker/types.ts";
+export type { Acked, ActorMeta, Broker, Control, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./broker/types.ts";
 export type { JobStore, WaitResult } from "./results/types.ts";
 export type { DeliveryRef, PipeStep } from "./message.ts";
 export type { Passage } from "./middleware.ts";

@@ -20,6 +20,8 @@ export type { Pipeline } from "./pipeline.ts";
 export { configure } from "./config.ts";
 export type { Settings } from "./config.ts";
 export { closeBroker } from "./client.ts";
+export { getWorkers, pauseQueue, queueOverview, resumeQueue } from "./operations.ts";
+export type { QueueOverview, WorkerInfo } from "./operations.ts";
 export {
   BrokerError,
   ConfigError,

@@ -48,6 +48,11 @@
  *                                          finished (one message per ack batch); result waiters listen
  *   <p>:abort                       pubsub channel: JSON {queue, id} of an aborted job; the worker
  *                                          running it stops it
+ *   <p>:paused                      set    names of paused queues: workers read none of them (they
+ *                                          check every second); sends, delays and retries still land
+ *   <p>:workers                     hash   worker id -> JSON WorkerInfo (src/broker/types.ts) with its
+ *                                          own expiresAt: a heartbeat every few seconds, HDEL on a
+ *                                          clean stop; readers skip and HDEL lapsed entries
  *   <p>:limit:<key>:running         zset   a concurrency limit: member = a running job's token
  *                                          "<jobId>:<entryId>:<run nonce>", score = its lease's expiry ms (a dead
  *                                          worker's slot frees itself). Keyed by limit, not queue:
@@ -131,6 +136,8 @@ export const cronsKey = (prefix: string): string => `${prefix}:crons`;
 export const actorsKey = (prefix: string): string => `${prefix}:actors`;
 export const queuesKey = (prefix: string): string => `${prefix}:queues`;
 export const abortChannel = (prefix: string): string => `${prefix}:abort`;
+export const pausedKey = (prefix: string): string => `${prefix}:paused`;
+export const workersKey = (prefix: string): string => `${prefix}:workers`;
 export const limitKey = (prefix: string, key: string): string => `${prefix}:limit:${key}`;
 
 /** The queue a stream key belongs to (for logs and dead letters of entries that cannot be decoded). */

@@ -1,9 +1,10 @@
+import { MemoryControl } from "./control.ts";
 import { MalformedMessageError, type SerializedError } from "../errors.ts";
 import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery, type Message } from "../message.ts";
 import { pendingRecord } from "../results/record.ts";
 import { MemoryJobStore } from "../results/memory.ts";
 import type { JobRecord } from "../results/types.ts";
-import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
+import type { Acked, ActorMeta, Broker, Control, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 interface Entry {
   entryId: string;
@@ -41,6 +42,7 @@ export class MemoryBroker implements Broker {
   readonly visibilityTimeout: number;
   readonly jobs: MemoryJobStore = new MemoryJobStore();
   readonly limits: RateLimits = new MemoryLimits();
+  readonly control: Control = new MemoryControl();
   readonly #queues = new Map<string, QueueState>();
   /** Held jobIds: until when (ms; Infinity while the job is known) and the sentAt of the holder. */
   readonly #dedup = new Map<string, { until: number; holder: number }>();

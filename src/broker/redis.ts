@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import { Blocker } from "./blocker.ts";
+import { RedisControl } from "./control.ts";
 import { within } from "../timers.ts";
 import { ackBatch, pruneConsumers, recoverOwn, renewLeases } from "./leases.ts";
 import type { Logger } from "pino";
@@ -14,7 +15,7 @@ import { ACK, PRUNE, RENEW } from "./lease_scripts.ts";
 import { connect, execPipeline, type Scripted } from "./connection.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
-import type { Acked, ActorMeta, Broker, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
+import type { Acked, ActorMeta, Broker, Control, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 export interface RedisBrokerOptions {
   /** @default settings().redisUrl */
@@ -39,6 +40,7 @@ export class RedisBroker implements Broker {
   readonly visibilityTimeout: number;
   readonly jobs: RedisJobStore;
   readonly limits: RateLimits;
+  readonly control: Control;
   readonly #redis: Scripted;
   readonly #blocker: Blocker;
   readonly #options: RedisBrokerOptions;
@@ -87,6 +89,7 @@ export class RedisBroker implements Broker {
       prefix: this.prefix, redis: this.#redis, logger: options.logger,
       subscriber: () => connect({ ...options, patient: true }, "dray-sub"),
     });
+    this.control = new RedisControl(this.#redis, this.prefix);
     this.limits = {
       acquire: (key: string, rule: LimitRule, token: string) => this.#redis.drayAcquire(limitKey(this.prefix, key),
         rule.kind, rule.limit, rule.kind === "concurrent" ? rule.leaseMs : rule.windowMs, token),

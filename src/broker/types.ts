@@ -67,6 +67,47 @@ export interface RateLimits {
   release(key: string, token: string): Promise<void>;
 }
 
+/** A live worker, as it last said in its heartbeat (see {@link Control.heartbeat}). */
+export interface WorkerInfo {
+  /** The worker's consumer name: `<host>-<pid>-<random>`. */
+  id: string;
+  host: string;
+  pid: number;
+  runtime: string;
+  queues: string[];
+  isolation: string;
+  concurrency: number;
+  threads: number;
+  /** ms since epoch. */
+  startedAt: number;
+  /** When it last beat, and when its entry lapses unless it beats again (ms since epoch). */
+  beatAt: number;
+  expiresAt: number;
+  /** Jobs running in it now. */
+  running: number;
+  /** Jobs it settled since it started: all of them, and those that failed (retried, dead or discarded). */
+  processed: number;
+  failed: number;
+}
+
+/**
+ * The operator's levers and the workers' roll call: paused queues and live workers. State lives in
+ * the broker (Redis for RedisBroker), so it holds across restarts and for every worker.
+ */
+export interface Control {
+  /** Workers stop reading `queue` (running jobs finish; sends, delays and retries still land). */
+  pause(queue: string): Promise<void>;
+  /** Workers read `queue` again. True when it was paused. */
+  resume(queue: string): Promise<boolean>;
+  paused(): Promise<string[]>;
+  /** Records `info` as live until `info.expiresAt`; a worker calls it every few seconds. */
+  heartbeat(info: WorkerInfo): Promise<void>;
+  /** A worker that stops cleanly takes itself off the roll. */
+  removeWorker(id: string): Promise<void>;
+  /** Workers whose entry has not lapsed, by start time; lapsed entries are pruned on the way. */
+  workers(): Promise<WorkerInfo[]>;
+}
+
 /**
  * The narrow interface the rest of dray uses. Every implementation (Redis, in-memory) must pass
  * `test/broker_conformance.ts`. Deliveries are at-least-once: a read entry stays owned by this
@@ -117,6 +158,8 @@ export interface Broker {
   readonly jobs: JobStore;
   /** Slots of distributed rate limiters. */
   readonly limits: RateLimits;
+  /** Paused queues and live workers (src/operations.ts reads and steers them). */
+  readonly control: Control;
   /** Stops a pending blocking read so that shutdown is prompt. */
   interrupt(): void;
   close(): Promise<void>;
