@@ -16,6 +16,7 @@ import { LEGEND, progressLine, referenceTable, sweepTable, targetLines } from ".
 import { cleanPrefix, runOnce, type RunOptions, type RunResult } from "./runner.ts";
 import type { Scenario } from "./scenarios.ts";
 import { killChildren } from "./spawn.ts";
+import { freePort } from "./chaos/redis_server.ts";
 import { evaluateTargets, isolationLine, medianRun, recommend, type Recommendation, type Reference, type TargetResult } from "./summary.ts";
 import { BaselineSystem, DraySystem, type BenchContext, type DrayConfig, type System } from "./systems.ts";
 import type { BullSystem } from "./bullmq_system.ts";
@@ -44,6 +45,8 @@ export interface BenchOptions {
   compareBullmq: boolean;
   /** Jobs keep a result record (dray's default); `false` sends to actors with `resultTtl: 0`. */
   results: boolean;
+  /** dray's workers serve Prometheus metrics, so that a run measures what counting costs. */
+  metrics?: boolean;
   /** `dray worker --prefetch`; unset: the worker's default (its concurrency). */
   prefetch?: number | undefined;
   /** Rounds of the interleaved reference runs (dray, baseline, BullMQ ...), medians reported. */
@@ -81,7 +84,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const prefix = `dray-bench-${crypto.randomUUID().slice(0, 8)}`;
   configure({ prefix, redisUrl });
   const redis = new Redis(redisUrl);
-  const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results, prefetch: o.prefetch };
+  const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results, prefetch: o.prefetch,
+    ...(o.metrics ? { metricsPort: await freePort() } : {}) };
   const bulls: BullSystem[] = [];
   const bullmq = o.compareBullmq ? await loadBullmq() : undefined;
   const removeSignal = onShutdownSignal(() => {
@@ -94,7 +98,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       scenario: o.scenario, runtime: o.runtime, isolation: o.isolation, results: o.results, prefix };
     log(machineLine(meta));
     log(`bench prefix ${prefix} · scenario ${o.scenario} · worker runtime ${o.runtime} · isolation ${o.isolation}` +
-      ` · result records ${o.results ? "on" : "off"}`);
+      ` · result records ${o.results ? "on" : "off"}${o.metrics ? " · metrics on" : ""}`);
     const runOptions: RunOptions = {
       jobs: o.jobs, singleJobs: Math.min(5_000, Math.ceil(o.jobs / 4)), chunk: 1_000, maxSeconds: o.maxSeconds,
       rate: o.rate, latencySeconds: o.latencySeconds, warmupSeconds: o.warmupSeconds, startTimeoutMs: o.startTimeoutMs, log,

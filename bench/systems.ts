@@ -23,6 +23,8 @@ export interface BenchContext {
   results: boolean;
   /** dray workers' `--prefetch`; undefined: their default. */
   prefetch?: number | undefined;
+  /** dray workers serve metrics on this port (`--metrics-port`); undefined: metrics off. */
+  metricsPort?: number | undefined;
 }
 
 export interface Remaining {
@@ -95,14 +97,15 @@ export class DraySystem extends DrayStream implements System {
     this.threads = config.threads;
     this.concurrency = config.concurrency;
     const prefetch = ctx.prefetch === undefined ? "" : ` p${ctx.prefetch}`;
-    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}`;
+    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}${ctx.metricsPort ? " metrics" : ""}`;
   }
 
   start(): Child {
     const { threads, concurrency, isolation } = this.config;
     return spawnChild([...runtimeCommand(this.ctx.runtime), ownPath("../src/cli/main"), "worker", ownPath("./fixture"),
       "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation,
-      ...(this.ctx.prefetch === undefined ? [] : ["--prefetch", String(this.ctx.prefetch)])], {
+      ...(this.ctx.prefetch === undefined ? [] : ["--prefetch", String(this.ctx.prefetch)]),
+      ...(this.ctx.metricsPort === undefined ? [] : ["--metrics-port", String(this.ctx.metricsPort)])], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
     }, drayReady);
   }

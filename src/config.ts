@@ -1,7 +1,8 @@
 import type { Logger } from "pino";
 import type { Message } from "./message.ts";
-import { env } from "./runtime/mod.ts";
+import { env, readTextFile } from "./runtime/mod.ts";
 import { createLogger } from "./logger.ts";
+import { ConfigError } from "./errors.ts";
 
 /**
  * The send side of a middleware (`Middleware` in middleware.ts extends it): what senders run. Here
@@ -13,6 +14,20 @@ export interface SenderMiddleware {
   beforeEnqueue?(message: Message): void | Promise<void>;
   /** After the broker took it (`duplicate`: a job with that id was already known, nothing sent). */
   afterEnqueue?(message: Message, duplicate: boolean): void | Promise<void>;
+}
+
+/**
+ * How dray's connections to a `rediss://` URL check the server (node:tls options of the same names).
+ * Certificates and keys are PEM, as text or a Buffer of it; pool threads and child processes get text.
+ */
+export interface TlsSettings {
+  /** The CA that signed the server's certificate, for a private CA; public ones are trusted anyway. */
+  ca?: string | Buffer;
+  /** A client certificate and its key, for a server that asks for one (`tls-auth-clients yes`). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** false accepts any server certificate, so anyone in between can read the traffic: tests only. @default true */
+  rejectUnauthorized?: boolean;
 }
 
 /** Process-wide settings shared by senders and workers. Set with {@link configure}. */
@@ -29,6 +44,13 @@ export interface Settings {
    * recorded as failed with ResultTooLarge. @default env DRAY_MAX_RESULT_BYTES, else 1_048_576 (1 MiB)
    */
   maxResultBytes: number;
+  /**
+   * TLS for `rediss://` URLs (a `redis://` URL stays plain text whatever is set here), for every
+   * connection dray makes: brokers, subscribers, result waiters, handlers' `ctx.redis` in pool threads
+   * and child processes. Without it, the runtime's public CAs decide. @default env DRAY_REDIS_CA (a path to a
+   * PEM file, read when settings are first made) as `{ ca }`, else none
+   */
+  tls?: TlsSettings | undefined;
 }
 
 let current: Settings | undefined;
@@ -40,8 +62,35 @@ export function settings(): Settings {
     logger: createLogger(),
     middleware: [],
     maxResultBytes: Number(env("DRAY_MAX_RESULT_BYTES")) || 1_048_576,
+    tls: tlsFromEnv(),
   };
   return current;
+}
+
+function tlsFromEnv(): TlsSettings | undefined {
+  const path = env("DRAY_REDIS_CA");
+  if (!path) return undefined;
+  try {
+    return { ca: readTextFile(path) };
+  } catch (error) {
+    // Read once, here: a worker that started without its CA would fail every connection instead.
+    throw new ConfigError(`DRAY_REDIS_CA: cannot read "${path}": ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * The TLS settings as text, for a pool thread or child process: a Buffer reaches a thread as a bare
+ * Uint8Array and a child (JSON over IPC) as `{ type, data }`, neither of which node:tls reads as PEM.
+ */
+export function portableTls(tls: TlsSettings | undefined): TlsSettings | undefined {
+  if (!tls) return undefined;
+  const text = (v: string | Buffer | undefined) => (v === undefined || typeof v === "string" ? v : new TextDecoder().decode(v));
+  const out: TlsSettings = {};
+  if (tls.ca !== undefined) out.ca = text(tls.ca);
+  if (tls.cert !== undefined) out.cert = text(tls.cert);
+  if (tls.key !== undefined) out.key = text(tls.key);
+  if (tls.rejectUnauthorized !== undefined) out.rejectUnauthorized = tls.rejectUnauthorized;
+  return out;
 }
 
 const listeners = new Set<() => void>();

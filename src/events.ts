@@ -1,9 +1,18 @@
 import type { SerializedError } from "./errors.ts";
 
-/** Events a supervisor emits, for tests, metrics and the bench. Names are `noun:verb`. */
+/**
+ * Events a supervisor emits, for tests, metrics and the bench. Names are `noun:verb`. An outcome
+ * (job:complete, job:retry, job:dead, job:discarded, job:returned) is emitted once its settle landed
+ * in the broker, so each is emitted once per outcome: a settle that finds the job's lease lost emits
+ * nothing (the worker holding the job now emits its own).
+ */
 export interface WorkerEventMap {
-  /** A job was handed to the executor. */
-  "job:start": { id: string; actor: string; queue: string; attempt: number };
+  /**
+   * A job was handed to the executor. `enqueuedAt`: when it last became ready in its queue (sent,
+   * due after a delay or a retry's backoff, given back), ms since epoch by the broker's clock: the
+   * time its stream entry id begins with, or the message's `sentAt` where entry ids are not times.
+   */
+  "job:start": { id: string; actor: string; queue: string; attempt: number; enqueuedAt: number };
   /** A job finished and was acked. */
   "job:complete": { id: string; actor: string; queue: string; attempt: number; duration: number; value: unknown };
   /** A job failed and will run again after `delay` ms. */

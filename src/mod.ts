@@ -18,7 +18,7 @@ export type { Group } from "./group.ts";
 export { pipeline, PipelineHandle } from "./pipeline.ts";
 export type { Pipeline } from "./pipeline.ts";
 export { configure } from "./config.ts";
-export type { Settings } from "./config.ts";
+export type { Settings, TlsSettings } from "./config.ts";
 export { closeBroker } from "./client.ts";
 export { getWorkers, pauseQueue, queueOverview, resumeQueue } from "./operations.ts";
 export type { QueueOverview, WorkerInfo } from "./operations.ts";

@@ -19,7 +19,7 @@ export interface QueueOverview extends QueueStats {
 export async function queueOverview(broker: Broker = useBroker()): Promise<QueueOverview[]> {
   const [declared, paused] = await Promise.all([broker.queues(), broker.control.paused()]);
   const names = [...new Set([...declared, ...paused])].sort();
-  const stats = await Promise.all(names.map((queue) => broker.stats(queue)));
+  const stats = broker.statsMany ? await broker.statsMany(names) : await Promise.all(names.map((queue) => broker.stats(queue)));
   return stats.map((s) => ({ ...s, paused: paused.includes(s.queue) }));
 }
 

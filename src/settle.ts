@@ -19,6 +19,12 @@ export interface Held {
   delivery: Delivery;
   deciding: boolean;
   lost: boolean;
+  /**
+   * Announces the outcome (the job:* event) once its settle landed, so that listeners (metrics, the
+   * heartbeat's counts) count an outcome once: a settle that finds the lease lost announces nothing,
+   * and the worker that holds the job now announces its own.
+   */
+  landed: (() => void) | undefined;
 }
 
 /** The key a delivery is held under. */
@@ -53,7 +59,7 @@ export class Settler {
   }
 
   hold(delivery: Delivery): Held {
-    const held: Held = { delivery, deciding: true, lost: false };
+    const held: Held = { delivery, deciding: true, lost: false, landed: undefined };
     this.#held.set(refKey(delivery.ref), held);
     return held;
   }
@@ -78,43 +84,43 @@ export class Settler {
       keepMs > 0 ? settledRecord(delivery, status, { startedAt, ...fields }) : undefined;
     switch (decision.kind) {
       case "ack":
-        this.#pushAck(delivery, keepMs, record("completed", { result: outcome?.status === "ok" ? outcome.value : undefined }));
         if (events.has("job:complete")) {
-          events.emit("job:complete", { ...ids(delivery), attempt, duration: duration ?? 0,
+          held.landed = () => events.emit("job:complete", { ...ids(delivery), attempt, duration: duration ?? 0,
             value: outcome?.status === "ok" ? outcome.value : undefined });
         }
+        this.#pushAck(delivery, keepMs, record("completed", { result: outcome?.status === "ok" ? outcome.value : undefined }));
         if (logger.isLevelEnabled("debug")) logger.debug({ ...ids(delivery), attempt, duration }, "job completed");
         return;
       case "discard":
         // Built even when nothing is kept: the broker clears an aborted job's mark by its status.
         this.#pushAck(delivery, keepMs, settledRecord(delivery, decision.status, { startedAt, error: decision.error }));
         logger.info({ ...ids(delivery), attempt, duration, status: decision.status, error: decision.error }, `job ${decision.status}`);
-        events.emit("job:discarded", { ...ids(delivery), attempt, status: decision.status, error: decision.error });
+        held.landed = () => events.emit("job:discarded", { ...ids(delivery), attempt, status: decision.status, error: decision.error });
         return;
       case "retry": {
         const error = outcome?.status === "error" ? outcome.error : undefined;
         logger.info({ ...ids(delivery), attempt, duration, delay: decision.delay, error }, "job failed; retrying");
-        events.emit("job:retry", { ...ids(delivery), attempt, delay: decision.delay, error: error ?? { name: "Retry", message: "retry" } });
+        held.landed = () => events.emit("job:retry", { ...ids(delivery), attempt, delay: decision.delay, error: error ?? { name: "Retry", message: "retry" } });
         const waiting = record("delayed", { error, dueAt: Date.now() + decision.delay });
         return this.#land(held, () => broker.retry(delivery, decision.delay, { record: waiting }));
       }
       case "defer": {
         if (logger.isLevelEnabled("debug")) logger.debug({ ...ids(delivery), delay: decision.delay }, "job deferred");
-        events.emit("job:returned", { ...ids(delivery), reason: `deferred ${decision.delay} ms` });
+        held.landed = () => events.emit("job:returned", { ...ids(delivery), reason: `deferred ${decision.delay} ms` });
         // Not an attempt: the record keeps the attempts so far and no start time of a run that never was.
         const waiting = keepMs > 0 ? settledRecord(delivery, "delayed", { dueAt: Date.now() + decision.delay }) : undefined;
         return this.#land(held, () => broker.retry(delivery, decision.delay, { charge: false, record: waiting }));
       }
       case "deadLetter": {
         logger.warn({ ...ids(delivery), attempt, duration, error: decision.error }, "job dead-lettered");
-        events.emit("job:dead", { ...ids(delivery), attempt, error: decision.error });
+        held.landed = () => events.emit("job:dead", { ...ids(delivery), attempt, error: decision.error });
         const dead = record("dead", { error: decision.error });
         return this.#land(held, () => broker.deadLetter(delivery, decision.error, keepMs, dead));
       }
       case "giveBack": {
         const reason = outcome?.status === "interrupted" ? outcome.reason : "returned by middleware";
         logger.info({ ...ids(delivery), reason }, "job returned to its queue, not charged an attempt");
-        events.emit("job:returned", { ...ids(delivery), reason });
+        held.landed = () => events.emit("job:returned", { ...ids(delivery), reason });
         return this.#land(held, async () => (await broker.giveBack([delivery])).length === 0);
       }
     }
@@ -182,7 +188,8 @@ export class Settler {
     void this.#track(this.#withRetries(op, held.delivery).then((settled) => {
       if (settled === undefined) return; // abandoned at shutdown: it stays held, and pending in Redis
       this.#held.delete(refKey(held.delivery.ref));
-      if (!settled) this.discarded(held, "another worker holds the job now");
+      if (settled) held.landed?.();
+      else this.discarded(held, "another worker holds the job now");
     }));
   }
 
@@ -205,7 +212,10 @@ export class Settler {
         const key = refKey(delivery.ref);
         const held = this.#held.get(key);
         if (held && missing?.has(key)) this.discarded(held, "another worker holds the job now");
-        else this.#held.delete(key);
+        else {
+          this.#held.delete(key);
+          held?.landed?.();
+        }
       }
     }));
   }

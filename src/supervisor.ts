@@ -9,6 +9,7 @@ import { baseDecision, isPromise, runAfterProcess, runAfterSkip, runBeforeProces
   type Passage, type ProcessInfo } from "./middleware.ts";
 import { ageLimit } from "./middleware/age_limit.ts";
 import { pipelines } from "./middleware/pipelines.ts";
+import { Pauses } from "./pauses.ts";
 import { rateLimits } from "./middleware/rate_limit.ts";
 import { resultLimit } from "./middleware/result_limit.ts";
 import { retries } from "./middleware/retries.ts";
@@ -20,7 +21,7 @@ export interface SupervisorOptions {
   executor: Executor;
   registry: ReadonlyMap<string, Actor>;
   logger: Logger;
-  /** Queues to read. @default every queue of a registered actor */
+  /** Queues to read (those an operator paused are skipped until resumed). @default every queue of a registered actor */
   queues?: string[];
   /** Runs in order before a job, in reverse after it. @default [ageLimit, rateLimits, retries, pipelines, resultLimit] */
   middleware?: Middleware[];
@@ -63,6 +64,8 @@ export class Supervisor {
   /** Jobs handed to the executor and not decided: what counts against its capacity. */
   readonly #running = new Map<string, Delivery>();
   readonly #settler: Settler;
+  /** Which of {@link queues} are paused: read at start and every second, not per read. */
+  readonly #pauses: Pauses;
   /** Jobs aborted with `job.abort()` and not settled yet: skipped if read, stopped if running. */
   readonly #aborted = new Set<string>();
   #stopWatchingAborts: (() => Promise<void>) | undefined;
@@ -83,6 +86,12 @@ export class Supervisor {
     this.queues = options.queues ?? [...new Set([...options.registry.values()].map((a) => a.options.queue))].sort();
     this.#settler = new Settler({ broker: this.#o.broker, logger: this.#o.logger, events: this.events,
       onLeaseLost: (held) => this.#leaseLost(held) });
+    // A blocking read may wait a second on queues just paused, or on the others while one was
+    // resumed: cut it short. The loop reads again with the new set; only #stopping ends it.
+    this.#pauses = new Pauses({ control: this.#o.broker.control, queues: this.queues, logger: this.#o.logger,
+      onChange: () => {
+        if (!this.#stopping) this.#o.broker.interrupt();
+      } });
   }
 
   get running(): number {
@@ -95,6 +104,7 @@ export class Supervisor {
     await broker.publishActors([...registry.values()].map((a) => ({
       name: a.name, queue: a.options.queue, priority: a.options.priority,
     })));
+    await this.#pauses.start();
     this.#stopWatchingAborts = await broker.jobs.watchAborts(this.queues, (id) => this.#onAbort(id));
     this.#renewTimer = setInterval(() => this.#settler.renew(), this.#o.renewEvery);
     logger.info({ queues: this.queues, capacity: executor.capacity, actors: registry.size }, "worker started");
@@ -114,6 +124,7 @@ export class Supervisor {
     const { broker, executor, logger, shutdownGrace } = this.#o;
     this.#stopping = true;
     const deadline = Date.now() + shutdownGrace;
+    this.#pauses.close();
     broker.interrupt();
     // Jobs read ahead and not started go back now rather than start during the grace.
     executor.stopStarting?.();
@@ -159,9 +170,16 @@ export class Supervisor {
       let batch: Array<Delivery | MalformedDelivery>;
       try {
         // A dropped connection may have carried a read's reply: take back what it delivered first.
+        // Of every queue, paused or not: a paused queue's jobs this worker holds are still its own.
         batch = (await broker.recover?.(this.queues, holds)) ?? [];
         if (batch.length > 0) logger.info({ recovered: batch.length }, "recovered jobs whose delivery was lost with a connection");
-        if (batch.length === 0) batch = await broker.read(this.queues, Math.min(free, maxRead(executor.capacity)), blockMs);
+        const queues = this.#pauses.active;
+        if (batch.length === 0 && queues.length === 0) {
+          // Every queue paused: nothing to read, so wait for a resume rather than spin.
+          await this.#pauses.changed(blockMs);
+          continue;
+        }
+        if (batch.length === 0) batch = await broker.read(queues, Math.min(free, maxRead(executor.capacity)), blockMs);
         if (failures > 0) {
           logger.info({ failures }, "redis is back; reading again");
           // Renew at once: while Redis was away no lease could be, and others may reclaim soon.
@@ -252,7 +270,9 @@ export class Supervisor {
         return done(undefined);
       }
       const attempt = delivery.retries + 1;
-      if (this.events.has("job:start")) this.events.emit("job:start", { ...ids(delivery), attempt });
+      if (this.events.has("job:start")) {
+        this.events.emit("job:start", { ...ids(delivery), attempt, enqueuedAt: parseInt(delivery.ref.entryId, 10) || message.sentAt });
+      }
       if (logger.isLevelEnabled("debug")) logger.debug({ ...ids(delivery), attempt }, "job started");
       startedAt = Date.now();
       this.#o.executor.run({

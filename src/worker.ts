@@ -8,7 +8,9 @@ import { settings } from "./config.ts";
 import { closeBroker } from "./client.ts";
 import { ConfigError } from "./errors.ts";
 import { cronForWorker } from "./cron/mod.ts";
+import { heartbeatEvery, startHeartbeat, type Heartbeat } from "./heartbeat.ts";
 import { createExecutor, type Isolation } from "./executor/mod.ts";
+import type { WorkerMetrics } from "./metrics/mod.ts";
 import type { Middleware } from "./middleware.ts";
 import { cwd, hostname, loaderFor, onShutdownSignal, pid } from "./runtime/mod.ts";
 import { defaultMiddleware, Supervisor, type StopReport } from "./supervisor.ts";
@@ -47,6 +49,18 @@ export interface WorkerOptions {
   handleSignals?: boolean;
   /** Run a cron ticker in this worker (`--no-cron` turns it off; cron jobs still run). @default true */
   cron?: boolean;
+  /**
+   * How often the worker reports itself live (`dray workers`, `getWorkers()`), ms; its entry lapses
+   * after three missed beats. Without it, env DRAY_HEARTBEAT_MS (how `dray worker` takes it). @default 5000
+   */
+  heartbeatMs?: number;
+  /**
+   * Serve `GET /metrics` (Prometheus) and `GET /healthz` on this port (0: any free one); the start
+   * fails if it is taken. `dray worker --metrics-port` or env DRAY_METRICS_PORT. @default off
+   */
+  metricsPort?: number;
+  /** The address the metrics port listens on. @default "0.0.0.0" */
+  metricsHost?: string;
 }
 
 export interface RunningWorker {
@@ -69,9 +83,13 @@ export async function loadModules(modules: string[]): Promise<void> {
 export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
   const s = settings();
   const logger = options.logger ?? s.logger;
+  const heartbeatMs = heartbeatEvery(options.heartbeatMs);
   if (options.modules.length === 0) throw new ConfigError("give at least one app module that defines actors");
   await loadModules(options.modules);
   if (registry.size === 0) throw new ConfigError(`no actors defined in ${options.modules.join(", ")}`);
+  // Bound before anything else starts: a taken port ends the start here. Loaded only when asked for.
+  const metrics: WorkerMetrics | undefined = options.metricsPort === undefined ? undefined
+    : await (await import("./metrics/mod.ts")).serveWorkerMetrics({ port: options.metricsPort, host: options.metricsHost, logger });
   const consumer = `${hostname()}-${pid()}-${crypto.randomUUID().slice(0, 8)}`;
   const broker = options.broker ?? new RedisBroker({
     url: s.redisUrl, prefix: s.prefix, consumer, patient: true, logger,
@@ -88,6 +106,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     logger,
     redisUrl: s.redisUrl,
     prefix: s.prefix,
+    hooks: metrics?.poolHooks,
   });
   const cron = cronForWorker({ broker, logger, tick: options.cron ?? true });
   const supervisor = new Supervisor({
@@ -98,15 +117,20 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     // Renew claims three times per visibility timeout, so one slow round trip never lets one lapse.
     renewEvery: Math.max(50, Math.floor(((broker as { visibilityTimeout?: number }).visibilityTimeout ?? 10_000) / 3)),
   });
+  metrics?.watch({ supervisor, executor, broker, actors: registry.values() });
   let resolveStopped!: (report: StopReport) => void;
   const stopped = new Promise<StopReport>((r) => (resolveStopped = r));
   let stopping: Promise<StopReport> | undefined;
+  let heartbeat: Heartbeat | undefined;
   const stop = () => (stopping ??= (async () => {
     await cron.stop();
     const report = await supervisor.stop();
+    // Listed until its jobs settled; bounded (1 s), so a stop with Redis away still ends.
+    await heartbeat?.stop();
     if (!options.broker) await broker.close();
     // Handlers that sent jobs opened the default connection; with Redis away its quit never answers.
     await within(closeBroker().catch(() => undefined), 1_000);
+    await metrics?.close();
     resolveStopped(report);
     return report;
   })());
@@ -127,7 +151,23 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       void stop();
     });
   }
-  await supervisor.start();
+  // A start can wait on Redis forever (a patient broker), and a signal may end it first: then there
+  // is nothing more to start. A start that fails (a NOPERM, a refused certificate) takes down what
+  // was started with it, so the process does not linger half-started.
+  const started = await Promise.race([
+    supervisor.start().then(() => true),
+    stopped.then(() => false),
+  ]).catch(async (error: unknown) => {
+    await within(stop().catch(() => undefined), 5_000);
+    await metrics?.close();
+    throw error;
+  });
+  if (!started) return { supervisor, stopped, stop };
   cron.start();
+  // A signal during start: an entry made now would never be removed, only lapse.
+  if (!stopping) {
+    heartbeat = startHeartbeat({ control: broker.control, supervisor, logger, id: consumer, everyMs: heartbeatMs,
+      isolation: options.isolation, concurrency: options.concurrency ?? 16, threads: options.threads });
+  }
   return { supervisor, stopped, stop };
 }

@@ -3,7 +3,9 @@
  * given/when/then on a fresh broker with its own prefix.
  */
 import { describe, expect, test } from "bun:test";
-import type { Broker } from "../src/broker/types.ts";
+import type { Redis } from "ioredis";
+import { workersKey } from "../src/broker/keys.ts";
+import type { Broker, WorkerInfo } from "../src/broker/types.ts";
 import type { Delivery, MalformedDelivery, Message } from "../src/message.ts";
 import { sleep } from "./helpers.ts";
 
@@ -19,6 +21,13 @@ export interface BrokerFixture {
 let seq = 0;
 function msg(queue: string, over: Partial<Message> = {}): Message {
   return { id: `m${seq++}-${crypto.randomUUID().slice(0, 6)}`, actor: "a", queue, payload: { n: seq }, priority: 0, sentAt: Date.now(), ...over };
+}
+
+/** A worker's heartbeat entry, live for `ttl` ms from now. */
+function workerInfo(id: string, ttl: number, over: Partial<WorkerInfo> = {}): WorkerInfo {
+  const now = Date.now();
+  return { id, host: "h", pid: 1, runtime: "bun", queues: ["q"], isolation: "threads", concurrency: 4, threads: 2,
+    startedAt: now, beatAt: now, expiresAt: now + ttl, running: 0, processed: 0, failed: 0, ...over };
 }
 
 const ok = (ds: Array<Delivery | MalformedDelivery>): Delivery[] => ds.filter((d): d is Delivery => !("malformed" in d));
@@ -269,6 +278,64 @@ export function brokerConformance(name: string, make: (visibilityTimeout: number
       await broker.enqueue([{ message: msg("a", { payload: 1 }) }, { message: msg("b", { payload: 2 }) }]);
       const got = ok(await broker.read(["a", "b"], 10, 0));
       expect(got.map((d) => d.message.payload).sort()).toEqual([1, 2]);
+    });
+
+    it("pause, resume and paused: the paused set, sorted; resume says whether the queue was paused", async ({ broker }) => {
+      // given nothing paused
+      expect(await broker.control.paused()).toEqual([]);
+      // when two queues are paused (one twice), out of order
+      await broker.control.pause("b");
+      await broker.control.pause("a");
+      await broker.control.pause("b");
+      // then both are listed once, sorted
+      expect(await broker.control.paused()).toEqual(["a", "b"]);
+      // and resuming one says it was paused, a second time that it was not, and leaves the other
+      expect(await broker.control.resume("b")).toBe(true);
+      expect(await broker.control.resume("b")).toBe(false);
+      expect(await broker.control.resume("never")).toBe(false);
+      expect(await broker.control.paused()).toEqual(["a"]);
+    });
+
+    it("a paused queue still takes sends and delays: they wait in it", async ({ broker }) => {
+      // given a paused queue
+      await broker.control.pause("q");
+      // when a job is sent to it, and one with a delay
+      await broker.enqueue([{ message: msg("q") }, { message: msg("q"), delay: 60_000 }]);
+      // then both are there (pausing is the workers' business: the broker keeps taking writes)
+      expect(await broker.stats("q")).toMatchObject({ ready: 1, delayed: 1 });
+    });
+
+    it("heartbeat, workers and removeWorker: live entries by start time, a second beat updates one", async ({ broker }) => {
+      // given two workers that beat, the younger first
+      await broker.control.heartbeat(workerInfo("w2", 5_000, { startedAt: 2_000 }));
+      await broker.control.heartbeat(workerInfo("w1", 5_000, { startedAt: 1_000 }));
+      expect((await broker.control.workers()).map((w) => w.id)).toEqual(["w1", "w2"]);
+      // when one beats again with new counts
+      await broker.control.heartbeat(workerInfo("w1", 5_000, { startedAt: 1_000, running: 3, processed: 7, failed: 1 }));
+      // then its entry is replaced, not added
+      const workers = await broker.control.workers();
+      expect(workers.length).toBe(2);
+      expect(workers[0]).toMatchObject({ id: "w1", running: 3, processed: 7, failed: 1, queues: ["q"] });
+      // and removeWorker takes exactly that one off
+      await broker.control.removeWorker("w1");
+      expect((await broker.control.workers()).map((w) => w.id)).toEqual(["w2"]);
+      await broker.control.removeWorker("absent");
+      expect((await broker.control.workers()).map((w) => w.id)).toEqual(["w2"]);
+    });
+
+    it("a worker whose entry lapsed is not listed, and is pruned", async ({ broker }) => {
+      // given a worker that beat once with a short expiry, and one that stays live
+      await broker.control.heartbeat(workerInfo("gone", 150));
+      await broker.control.heartbeat(workerInfo("live", 10_000));
+      expect((await broker.control.workers()).map((w) => w.id).sort()).toEqual(["gone", "live"]);
+      // when its expiry passes without another beat
+      await sleep(200);
+      // then only the live one is listed
+      expect((await broker.control.workers()).map((w) => w.id)).toEqual(["live"]);
+      // and the lapsed entry is gone from the store, where the store can be looked at (Redis): else
+      // the hash grows with every worker that died without taking itself off
+      const redis = (broker as { redis?: Redis }).redis;
+      if (redis) expect(await redis.hkeys(workersKey(broker.prefix))).toEqual(["live"]);
     });
   });
 }

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { cleanPrefix, fixture, REDIS_URL, root, runtimeCommand, spawnDray, testPrefix, until } from "./helpers.ts";
 import { redisTest } from "./redis_test.ts";
 
-const commands = ["worker", "scheduler", "cron", "dlq", "queues", "bench"];
+const commands = ["worker", "scheduler", "cron", "dlq", "queues", "workers", "bench"];
 
 /** Runs `dray <args>` to its end, with `env` on top of this process's (less any DRAY_LOG_FORMAT). */
 function dray(args: string[], env: Record<string, string> = {}) {

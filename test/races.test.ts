@@ -253,6 +253,47 @@ describe("leases", () => {
     await until(async () => (await inner.jobs.get(Q, m.id))?.status === "completed", "completed", 5_000);
     expect(seen.length).toBe(1);
   });
+
+  it("an outcome whose settle finds the lease lost is not announced: listeners count each outcome once", async () => {
+    // given a worker whose job finished while its ack cannot reach Redis
+    const inner = broker({ visibilityTimeout: 1_000, consumer: "A" });
+    let failing = true;
+    const flaky = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === "ack") {
+          return async (...args: Parameters<RedisBroker["ack"]>) => {
+            if (failing) throw new Error("redis unreachable (test)");
+            return await target.ack(...args);
+          };
+        }
+        const v = Reflect.get(target, prop, target);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as RedisBroker;
+    const { s, lines } = supervisor(flaky);
+    const announced: string[] = [];
+    for (const name of ["job:complete", "job:retry", "job:dead", "job:discarded", "job:returned"] as const) {
+      s.events.on(name, (e) => void announced.push(`${name} ${e.id}`));
+    }
+    const m = message(quick, {});
+    await inner.enqueue([{ message: m }]);
+    await s.start();
+    await until(() => seen.length === 1, "job ran");
+    // when another worker takes the entry meanwhile, and then the ack gets through
+    const stream = inner.keys(Q).stream(0);
+    const entryId = ((await redis.xpending(stream, GROUP, "-", "+", 10)) as [string][])[0]![0];
+    await redis.xclaim(stream, GROUP, "B", 0, entryId!, "JUSTID");
+    await redis.incr(inner.keys(Q).reclaims); // as a reclaim by a worker's read counts itself
+    failing = false;
+    // then the outcome is discarded, and no event announced it
+    await until(() => lines.some((l) => l.event === "outcome:discarded" && l.id === m.id), "outcome discarded", 5_000);
+    expect(announced).toEqual([]);
+    // and a job whose ack lands is announced once
+    const next = message(quick, {});
+    await inner.enqueue([{ message: next }]);
+    await until(() => announced.length === 1, "second job announced", 5_000);
+    expect(announced).toEqual([`job:complete ${next.id}`]);
+  });
 });
 
 describe("waking a blocked read", () => {

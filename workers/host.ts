@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import { newRedis } from "../src/broker/connection.ts";
 import { registry } from "../src/actor.ts";
-import { configure, settings } from "../src/config.ts";
+import { configure, settings, type TlsSettings } from "../src/config.ts";
 import { DrayError, JobAborted, serializeError, TimeLimitExceeded } from "../src/errors.ts";
 import type { StopReason } from "../src/executor/deadlines.ts";
 import { runJob, type RunTools } from "../src/executor/run_job.ts";
@@ -17,6 +17,8 @@ export interface HostConfig {
   modules: string[];
   redisUrl: string;
   prefix: string;
+  /** The worker's settings().tls as text (portableTls); without it, this host reads DRAY_REDIS_CA itself. */
+  tls?: TlsSettings | undefined;
 }
 
 /** A running job's signal, made only if its handler asks for it (see runJob). */
@@ -37,7 +39,7 @@ export class JobHost {
 
   /** Imports the app modules; the worker's settings apply here too, so handlers send where it reads. */
   static async load(config: HostConfig): Promise<JobHost> {
-    configure({ redisUrl: config.redisUrl, prefix: config.prefix });
+    configure({ redisUrl: config.redisUrl, prefix: config.prefix, ...(config.tls ? { tls: config.tls } : {}) });
     for (const url of config.modules) await import(url);
     let redis: Redis | undefined;
     return new JobHost({ logger: settings().logger, redis: () => (redis ??= newRedis(config.redisUrl)) });

@@ -1,6 +1,7 @@
 import type { Redis, RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import { BrokerError, MalformedMessageError } from "../errors.ts";
+import { settings } from "../config.ts";
 import { lazy } from "../runtime/mod.ts";
 import { quietIoredisTracing } from "../runtime/tracing.ts";
 import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";
@@ -61,10 +62,14 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
  */
 const ioredis = lazy<typeof import("ioredis")>("ioredis");
 
-/** A client of `url`; the one way dray makes one, so that ioredis loads only when needed. */
+/**
+ * A client of `url`; the one way dray makes one, so that ioredis loads only when needed and every
+ * `rediss://` client trusts what settings().tls says (ioredis alone would use Node's public CAs).
+ */
 export function newRedis(url: string, options: RedisOptions = {}): Redis {
   quietIoredisTracing();
-  return new (ioredis().Redis)(url, options);
+  const tls = /^rediss:/i.test(url) ? settings().tls : undefined;
+  return new (ioredis().Redis)(url, tls && !options.tls ? { ...options, tls } : options);
 }
 
 export function connect(options: ConnectOptions, name: string): Redis {
@@ -77,14 +82,52 @@ export function connect(options: ConnectOptions, name: string): Redis {
   };
   const redis = newRedis(options.url, redisOptions);
   let lastLog = 0;
+  let refused: BrokerError | undefined;
+  redis.on("ready", () => (refused = undefined));
   redis.on("error", (error: Error) => {
+    refused = certificateRefused(error, options.url) ?? refused;
     // ioredis emits an error per failed reconnect attempt; one line every 5 s is enough.
     if (Date.now() - lastLog > 5_000) {
       lastLog = Date.now();
-      options.logger?.warn({ err: error, connection: name }, "redis connection error; reconnecting");
+      if (refused) options.logger?.error({ err: error, connection: name }, `${refused.message}; retrying`);
+      else options.logger?.warn({ err: error, connection: name }, "redis connection error; reconnecting");
     }
   });
+  explainFailures(redis, () => refused);
   return redis;
+}
+
+/**
+ * A refused server certificate, as an error that says what to do. Retrying does not help (the same
+ * certificate comes back), so the hint matters more than the retries: a private CA is the usual cause.
+ */
+function certificateRefused(error: Error, url: string): BrokerError | undefined {
+  const code = String((error as { code?: unknown }).code ?? "");
+  if (!/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) return undefined;
+  let host = "";
+  try {
+    host = ` at ${new URL(url).host}`; // not the URL itself: it may hold a password
+  } catch {
+    // a URL ioredis took but URL does not: the message goes without the host
+  }
+  return new BrokerError(`the TLS certificate of redis${host} is not trusted (${error.message}, ${code}); ` +
+    "if a private CA signed it, give that CA with DRAY_REDIS_CA=<ca.pem> or configure({ tls: { ca } })", { cause: error });
+}
+
+/**
+ * Commands that gave up waiting for a connection fail with ioredis's own errors ("Reached the max
+ * retries per request limit", "Connection is closed."), which do not say why it could not connect.
+ * When the reason is a refused certificate, they fail with that instead, so the CLI and senders
+ * report the cause, not the retry count. ioredis rejects them all in its `flushQueue`, a private
+ * method: if a later ioredis has none, its own errors stand.
+ */
+function explainFailures(redis: Redis, reason: () => Error | undefined): void {
+  const client = redis as unknown as { flushQueue?: (error: Error, options?: unknown) => void };
+  const flush = client.flushQueue;
+  if (typeof flush !== "function") return;
+  client.flushQueue = function (this: unknown, error: Error, options?: unknown) {
+    flush.call(this, reason() ?? error, options);
+  };
 }
 
 /** Runs a pipeline or MULTI and throws the first command error as a BrokerError. */
@@ -92,7 +135,20 @@ export async function execPipeline(pipe: { exec(): Promise<[Error | null, unknow
   const results = await pipe.exec();
   if (!results) throw new BrokerError("transaction aborted");
   return results.map(([error, value]) => {
-    if (error) throw new BrokerError(`redis: ${error.message}`, { cause: error });
+    if (error) throw new BrokerError(`redis: ${error.message}${refusedBy(error)}`, { cause: error });
     return value;
   });
+}
+
+/**
+ * The command and keys an ACL refused (NOPERM), which Redis's message leaves out: "no permissions to
+ * access one of the keys" alone does not tell a prefix the user's ACL does not cover from a missing
+ * command. Keys only, never the other arguments: those hold payloads.
+ */
+function refusedBy(error: Error): string {
+  const command = (error as { command?: { name?: unknown; args?: unknown[] } }).command;
+  if (!error.message.startsWith("NOPERM") || typeof command?.name !== "string") return "";
+  const args = command.args ?? [];
+  const keys = /^(eval|evalsha|fcall)(_ro)?$/i.test(command.name) ? args.slice(2, 2 + (Number(args[1]) || 0)) : args.slice(0, 1);
+  return ` (${[command.name.toUpperCase(), ...keys.map((k) => JSON.stringify(String(k)))].join(" ")})`;
 }

@@ -45,12 +45,20 @@ export class RedisControl implements Control {
     for (const [id, json] of Object.entries(await this.#redis.hgetall(this.#workers))) {
       const info = parseWorker(json);
       if (info && info.expiresAt > now) live.push(info);
-      else lapsed.push(id);
+      else lapsed.push(id, json);
     }
-    if (lapsed.length > 0) await this.#redis.hdel(this.#workers, ...lapsed);
+    // Only entries still as read: a stalled worker that beat again in between keeps its new one.
+    if (lapsed.length > 0) await this.#redis.eval(PRUNE_LAPSED, 1, this.#workers, ...lapsed);
     return live.sort((a, b) => a.startedAt - b.startedAt || a.id.localeCompare(b.id));
   }
 }
+
+/** HDEL each (field, value) pair of ARGV whose field still holds that value. */
+const PRUNE_LAPSED = `
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0`;
 
 /** Paused queues and live workers in memory, for the MemoryBroker: the same rules. */
 export class MemoryControl implements Control {

@@ -9,12 +9,14 @@ import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery 
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
-import { actorsKey, GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
+import { GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
 import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
 import { ACK, PRUNE, RENEW } from "./lease_scripts.ts";
 import { connect, execPipeline, type Scripted } from "./connection.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
-import { listDeadLetters, purgeDeadLetters, queueStats, requeueDeadLetters } from "./admin.ts";
+import {
+  listDeadLetters, lookupActor, publishActors, purgeDeadLetters, queueStats, queueStatsMany, requeueDeadLetters,
+} from "./admin.ts";
 import type { Acked, ActorMeta, Broker, Control, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 export interface RedisBrokerOptions {
@@ -32,7 +34,6 @@ export interface RedisBrokerOptions {
   patient?: boolean;
   logger?: Logger;
 }
-
 
 export class RedisBroker implements Broker {
   readonly prefix: string;
@@ -339,21 +340,12 @@ export class RedisBroker implements Broker {
     return renewLeases(this.#redis, this.consumer, refs, (stream) => this.keys(queueOfStream(this.prefix, stream)).reclaims);
   }
 
-  async publishActors(actors: ActorMeta[]): Promise<void> {
-    if (actors.length === 0) return;
-    const pipe = this.#redis.pipeline();
-    for (const a of actors) {
-      pipe.hset(actorsKey(this.prefix), a.name, JSON.stringify({ queue: a.queue, priority: a.priority }));
-      pipe.sadd(queuesKey(this.prefix), a.queue);
-    }
-    await execPipeline(pipe);
+  publishActors(actors: ActorMeta[]): Promise<void> {
+    return publishActors(this.#redis, this.prefix, actors);
   }
 
-  async lookupActor(name: string): Promise<ActorMeta | undefined> {
-    const raw = await this.#redis.hget(actorsKey(this.prefix), name);
-    if (!raw) return undefined;
-    const meta = JSON.parse(raw) as { queue: string; priority: number };
-    return { name, queue: meta.queue, priority: meta.priority };
+  lookupActor(name: string): Promise<ActorMeta | undefined> {
+    return lookupActor(this.#redis, this.prefix, name);
   }
 
   deadLetters(queue: string, options: { limit?: number } = {}): Promise<DeadLetter[]> {
@@ -370,6 +362,10 @@ export class RedisBroker implements Broker {
 
   stats(queue: string): Promise<QueueStats> {
     return queueStats(this.#redis, this.keys(queue), queue);
+  }
+
+  statsMany(queues: string[]): Promise<QueueStats[]> {
+    return queueStatsMany(this.#redis, queues.map((q) => this.keys(q)), queues);
   }
 
   async queues(): Promise<string[]> {

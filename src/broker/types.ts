@@ -153,6 +153,8 @@ export interface Broker {
   requeue(queue: string, ids?: string[]): Promise<number>;
   purgeDeadLetters(queue: string): Promise<number>;
   stats(queue: string): Promise<QueueStats>;
+  /** The stats of many queues at once, in fewer round trips than one `stats` each (src/operations.ts uses it). */
+  statsMany?(queues: string[]): Promise<QueueStats[]>;
   queues(): Promise<string[]>;
   /** Job records: status, results, waiting, abort (src/results/). */
   readonly jobs: JobStore;

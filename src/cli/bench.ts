@@ -22,6 +22,8 @@ options:
   --isolation MODE      thread, process or inline (default: the worker's on that runtime)
   --prefetch N          passed to the worker (default: its concurrency)
   --results on|off      off: no result record per job (default on)
+  --metrics on|off      on: dray's workers serve Prometheus metrics (--metrics-port), to measure
+                        what counting costs (default off)
   --compare bullmq      add BullMQ's workers to the reference runs
   --rounds N            interleaved rounds of the reference runs (default 2)
   --no-baseline         skip the bare Streams loop and the thread-hop loop
@@ -91,6 +93,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       "start-timeout": { type: "string", default: "15000" },
       rounds: { type: "string", default: "2" },
       results: { type: "string", default: "on" },
+      metrics: { type: "string", default: "off" },
       prefetch: { type: "string" },
       "no-baseline": { type: "boolean", default: false },
     },
@@ -107,6 +110,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     concurrency: list("--concurrency", values.concurrency),
     compareBullmq: values.compare === "bullmq",
     results: oneOf("--results", values.results, ["on", "off"]) === "on",
+    metrics: oneOf("--metrics", values.metrics, ["on", "off"]) === "on",
     ...(values.prefetch !== undefined ? { prefetch: nonNegativeInt("--prefetch", values.prefetch) } : {}),
     rounds: positiveInt("--rounds", values.rounds),
     baseline: !values["no-baseline"],

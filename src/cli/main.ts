@@ -1,5 +1,5 @@
 /**
- * `dray <command>`: worker, scheduler, cron, dlq, queues, bench. Each command lives in its own file
+ * `dray <command>`: worker, scheduler, cron, dlq, queues, workers, bench. Each command lives in its own file
  * and owns its usage (`dray <command> --help`); this one only dispatches and reports bad usage.
  */
 import "../runtime/supported.mjs";
@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<{ run(args: string[]): Promise<void
   cron: () => import("./cron.ts"),
   dlq: () => import("./dlq.ts"),
   queues: () => import("./queues.ts"),
+  workers: () => import("./workers.ts"),
   bench: () => import("./bench.ts"),
 };
 
@@ -23,16 +24,22 @@ commands:
   scheduler <module...>  only the cron ticker: enqueues each tick of the modules' crons once
   cron list|history      each cron's schedule, next and last run; the runs of one cron
   dlq list|requeue|purge inspect, requeue or remove dead letters
-  queues [--watch]       ready / running / delayed / dead per queue
+  queues [--watch]       ready / running / delayed / dead / paused per queue
+  queues pause|resume <queue>
+                         stop or restart every worker reading a queue (within a second)
+  workers [--json]       the live workers: host, pid, queues, jobs running and processed
   bench                  throughput, latency and cost per job; recommends --threads/--concurrency
 
 run 'dray <command> --help' for its options.
 
 environment:
-  REDIS_URL        default redis://127.0.0.1:6379
-  DRAY_PREFIX      key namespace, default dray
-  DRAY_LOG_LEVEL   default info
-  DRAY_LOG_FORMAT  pretty or json; default pretty when stdout is a terminal, else json`;
+  REDIS_URL          default redis://127.0.0.1:6379
+  DRAY_PREFIX        key namespace, default dray
+  DRAY_LOG_LEVEL     default info
+  DRAY_LOG_FORMAT    pretty or json; default pretty when stdout is a terminal, else json
+  DRAY_HEARTBEAT_MS  ms between a worker's reports that it is live (dray workers), default 5000
+  DRAY_REDIS_CA      a PEM file: the CA to trust for a rediss:// URL
+  DRAY_METRICS_PORT  serve /metrics and /healthz from worker and scheduler (see their --help)`;
 
 async function main(): Promise<void> {
   const [name, ...rest] = argv();

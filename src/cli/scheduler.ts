@@ -7,6 +7,7 @@ import { Ticker } from "../cron/ticker.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { exit, onShutdownSignal } from "../runtime/mod.ts";
 import { loadModules } from "../worker.ts";
+import { metricsFlags } from "./worker.ts";
 import { useCliLogger } from "./log_format.ts";
 import { helpRequested } from "./usage.ts";
 
@@ -17,19 +18,33 @@ Workers tick too (unless --no-cron); a scheduler is for deployments that want ti
 the workers. Any number may run: each tick is still enqueued once. SIGTERM or Ctrl-C stops it.
 
 options:
-  -h, --help  this help
+  --metrics-port N     serve GET /metrics (Prometheus: process metrics) and GET /healthz (is Redis
+                       reachable) on this port (default: off; env DRAY_METRICS_PORT)
+  --metrics-host ADDR  the address it listens on (default 0.0.0.0)
+  -h, --help           this help
 
-environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT (see 'dray --help')`;
+environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT (see 'dray --help'),
+  DRAY_METRICS_PORT`;
 
 export async function run(args: string[]): Promise<void> {
   if (helpRequested(args, usage)) return;
-  const { positionals } = parseArgs({ args, allowPositionals: true, options: {} });
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true, options: { "metrics-port": { type: "string" }, "metrics-host": { type: "string" } },
+  });
   if (positionals.length === 0) throw new UsageError("give at least one app module that defines crons");
+  const { metricsPort, metricsHost } = metricsFlags(values["metrics-port"], values["metrics-host"]);
   useCliLogger();
   await loadModules(positionals);
   if (crons.size === 0) throw new ConfigError(`no crons defined in ${positionals.join(", ")}`);
   const s = settings();
   const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix, patient: true, logger: s.logger });
+  // Before the first tick: a taken port ends the start here.
+  const metrics = metricsPort === undefined ? undefined : await (await import("../metrics/mod.ts"))
+    .serveSchedulerMetrics({ port: metricsPort, host: metricsHost, logger: s.logger, broker })
+    .catch(async (error: unknown) => {
+      await broker.close();
+      throw error;
+    });
   const ticker = new Ticker({ store: cronStoreFor(broker), jobs: crons, logger: s.logger });
   const stopped = new Promise<void>((resolve) => {
     let first = 0;
@@ -45,6 +60,7 @@ export async function run(args: string[]): Promise<void> {
   ticker.start();
   s.logger.info({ crons: [...crons.keys()] }, "scheduler started");
   await stopped;
+  await metrics?.close();
   await broker.close();
   // App modules may hold handles (pools, timers) that would keep the process up.
   exit(0);

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "../errors.ts";
 import { startWorker } from "../worker.ts";
-import { exit } from "../runtime/mod.ts";
+import { env, exit } from "../runtime/mod.ts";
 import type { Isolation } from "../executor/mod.ts";
 import { useCliLogger } from "./log_format.ts";
 import { helpRequested } from "./usage.ts";
@@ -23,9 +23,13 @@ options:
   --shutdown-grace MS      on stop, how long running jobs get to finish (default 30000)
   --visibility-timeout MS  a job held this long by a silent worker is taken by another (default 10000)
   --no-cron                no cron ticker in this worker (its cron jobs still run)
+  --metrics-port N         serve GET /metrics (Prometheus) and GET /healthz on this port
+                           (default: off; env DRAY_METRICS_PORT)
+  --metrics-host ADDR      the address it listens on (default 0.0.0.0)
   -h, --help               this help
 
-environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT (see 'dray --help')`;
+environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT, DRAY_REDIS_CA,
+  DRAY_METRICS_PORT, DRAY_HEARTBEAT_MS (see 'dray --help')`;
 
 export async function run(args: string[]): Promise<void> {
   if (helpRequested(args, usage)) return;
@@ -42,6 +46,8 @@ export async function run(args: string[]): Promise<void> {
       "shutdown-grace": { type: "string" },
       "visibility-timeout": { type: "string" },
       "no-cron": { type: "boolean" },
+      "metrics-port": { type: "string" },
+      "metrics-host": { type: "string" },
     },
   });
   const isolation = values.isolation as Isolation | undefined;
@@ -49,6 +55,7 @@ export async function run(args: string[]): Promise<void> {
     throw new UsageError(`--isolation must be thread, process or inline, not "${isolation}"`);
   }
   if (positionals.length === 0) throw new UsageError("give at least one app module that defines actors");
+  const metrics = metricsFlags(values["metrics-port"], values["metrics-host"]);
   useCliLogger();
   const worker = await startWorker({
     modules: positionals,
@@ -61,11 +68,29 @@ export async function run(args: string[]): Promise<void> {
     ...(values["shutdown-grace"] ? { shutdownGrace: positiveInt("--shutdown-grace", values["shutdown-grace"]) } : {}),
     ...(values["visibility-timeout"] ? { visibilityTimeout: positiveInt("--visibility-timeout", values["visibility-timeout"]) } : {}),
     ...(values["no-cron"] ? { cron: false } : {}),
+    ...metrics,
   });
   const report = await worker.stopped;
   // App modules may hold handles (pools, timers) that would keep the process up after a clean stop.
   // Jobs left unsettled (Redis away) are not lost, but the stop was not clean: say so to the supervisor.
   exit(report.unsettled > 0 ? 1 : 0);
+}
+
+/** `--metrics-port` (else env DRAY_METRICS_PORT) and `--metrics-host`, checked, as worker options. */
+export function metricsFlags(port: string | undefined, host: string | undefined): { metricsPort?: number; metricsHost?: string } {
+  const fromEnv = port === undefined ? env("DRAY_METRICS_PORT") : undefined;
+  const raw = port ?? (fromEnv?.trim() ? fromEnv : undefined);
+  if (raw === undefined) {
+    if (host !== undefined) throw new UsageError("--metrics-host needs --metrics-port");
+    return {};
+  }
+  const flag = port === undefined ? "DRAY_METRICS_PORT" : "--metrics-port";
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < 1 || n > 65_535) {
+    throw new UsageError(`${flag} must be a port, 1-65535, not "${raw}"`);
+  }
+  if (host !== undefined && host.trim() === "") throw new UsageError("--metrics-host must not be empty");
+  return { metricsPort: n, ...(host !== undefined ? { metricsHost: host } : {}) };
 }
 
 export function nonNegativeInt(flag: string, raw: string): number {

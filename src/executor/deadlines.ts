@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { JobAborted, serializeError, TimeLimitExceeded, WorkerCrashed, type SerializedError } from "../errors.ts";
 import { DeadlineList, type Timed } from "./deadline_list.ts";
-import type { JobOutcome, JobRequest } from "./types.ts";
+import type { JobOutcome, JobRequest, PoolHooks } from "./types.ts";
 
 /** Why a job's signal is aborted. */
 export type StopReason = "timeLimit" | "abort";
@@ -52,6 +52,7 @@ export interface JobBookOptions {
   logger: Logger;
   /** After the signal aborts, how long the handler has to settle before its host is stopped. @default 100 */
   graceMs?: number | undefined;
+  hooks?: PoolHooks | undefined;
 }
 
 const maxSeq = 0x7fff_ffff;
@@ -69,13 +70,15 @@ export class JobBook {
   readonly #waiting: Array<{ begin: (slot: number) => void; resolve: (o: JobOutcome) => void }> = [];
   /** Hosts this book stopped: their last reports and task failures are not crashes. */
   readonly #stopped = new Set<number>();
-  readonly #o: Required<JobBookOptions>;
+  readonly #o: Required<Omit<JobBookOptions, "hooks">>;
+  readonly #hooks: PoolHooks;
   readonly #deadlines = new DeadlineList<RunningJob>((entry) => this.#stop(entry, "timeLimit"));
   #seq = 0;
   #closed = false;
 
   constructor(options: JobBookOptions) {
     this.#o = { ...options, graceMs: options.graceMs ?? 100 };
+    this.#hooks = options.hooks ?? {};
     this.#free = Array.from({ length: options.capacity }, (_, i) => options.capacity - 1 - i);
   }
 
@@ -181,6 +184,7 @@ export class JobBook {
         : `stopping ${kind} ${host}: ${why}`,
     );
     this.#o.control.kill(host);
+    this.#hooks.hostReplaced?.();
   }
 
   /**
@@ -190,6 +194,7 @@ export class JobBook {
    */
   hostCrashed(host: number | undefined, cause: string, only?: RunningJob): void {
     const { kind } = this.#o.control;
+    if (host !== undefined) this.#hooks.hostReplaced?.();
     const victims = host === undefined
       ? (only && !only.settled ? [only] : [])
       : this.jobsOn(host);
@@ -240,6 +245,7 @@ export class JobBook {
       return;
     }
     this.#finish(entry, stoppedOutcome(entry, `its ${kind} was stopped`));
+    if (entry.stop === "timeLimit") this.#hooks.timeLimitKill?.(entry.job);
     const what = entry.stop === "timeLimit" ? "overran its time limit" : `was aborted (${entry.stopDetail})`;
     this.stopHost(entry.host, `job ${entry.job.id} (actor ${entry.job.actor}) ${what} and ignored its signal`);
   }

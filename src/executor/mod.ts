@@ -5,7 +5,7 @@ import { cpuCount, runtime, type RuntimeName } from "../runtime/mod.ts";
 import { InlineExecutor } from "./inline.ts";
 import { ProcessExecutor } from "./processes.ts";
 import { ThreadExecutor } from "./threads.ts";
-import type { Executor } from "./types.ts";
+import type { Executor, PoolHooks } from "./types.ts";
 
 export type Isolation = "thread" | "process" | "inline";
 
@@ -26,6 +26,8 @@ export interface ExecutorChoice {
   prefix: string;
   /** After a job's signal aborts, how long it has to settle before its thread or process is stopped, ms. @default 100 */
   graceMs?: number | undefined;
+  /** Told of time-limit kills and replaced threads or processes (the worker's metrics); not called inline. */
+  hooks?: PoolHooks | undefined;
 }
 
 export function defaultIsolation(rt: RuntimeName = runtime()): Isolation {
@@ -40,7 +42,7 @@ export function createExecutor(choice: ExecutorChoice): Executor {
   const pool = {
     modules: choice.modules, concurrency: choice.concurrency, threads: choice.threads ?? cpuCount(),
     maxMemoryMb: choice.maxMemoryMb, logger: choice.logger, redisUrl: choice.redisUrl, prefix: choice.prefix,
-    graceMs: choice.graceMs, prefetch: choice.prefetch,
+    graceMs: choice.graceMs, prefetch: choice.prefetch, hooks: choice.hooks,
   };
   switch (isolation) {
     case "inline":

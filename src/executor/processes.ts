@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { portableTls, settings, type TlsSettings } from "../config.ts";
 import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
 import { childRuntimeArgs, dieWithParent, isTypeScript, onProcessExit, ownFile } from "../runtime/mod.ts";
 import { interrupted, JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
@@ -8,7 +9,11 @@ import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 /** Worker to child, over IPC. */
 export type ChildCommand =
   /** `slots`: jobs this child runs at once; what it is sent beyond that waits in it, in order. */
-  | { kind: "init"; modules: string[]; redisUrl: string; prefix: string; memoryEvery: number; slots: number }
+  | {
+    kind: "init"; modules: string[]; redisUrl: string; prefix: string;
+    /** The worker's TLS settings as text (config.ts portableTls). */
+    tls?: TlsSettings | undefined; memoryEvery: number; slots: number;
+  }
   /** Jobs of one flush for this child, started in this order. */
   | { kind: "run"; jobs: Array<{ seq: number; job: JobRequest }> }
   | { kind: "stop"; seq: number; why: StopReason }
@@ -87,6 +92,7 @@ export class ProcessExecutor implements Executor {
       capacity: this.capacity,
       logger: options.logger,
       graceMs: options.graceMs,
+      hooks: options.hooks,
       control: {
         kind: "process",
         signal: (entry, why) => {
@@ -134,6 +140,12 @@ export class ProcessExecutor implements Executor {
 
   abort(jobId: string, reason: string): void {
     this.#book.abort(jobId, reason);
+  }
+
+  hosts(): number {
+    let ready = 0;
+    for (const c of this.#children.values()) if (c.ready) ready++;
+    return ready;
   }
 
   /** Jobs waiting in the children come back interrupted instead of starting; running ones go on. */
@@ -222,7 +234,7 @@ export class ProcessExecutor implements Executor {
     proc.on("exit", (code, signal) => this.#exited(child, code, signal));
     proc.on("error", (error) => this.#o.logger.warn({ err: error, process: child.pid }, "child process error"));
     this.#send(child, {
-      kind: "init", modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix,
+      kind: "init", modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix, tls: portableTls(settings().tls),
       memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0, slots: this.#seatSlots(seat),
     });
   }

@@ -2,6 +2,7 @@
  * What the thread pool (threads.ts) and its threads (workers/thread.ts) share: start data, tasks,
  * reports and the layout of the shared memory. Kept apart so that a thread loads nothing else.
  */
+import type { TlsSettings } from "../config.ts";
 import type { SerializedError } from "../errors.ts";
 import type { StopReason } from "./deadlines.ts";
 import type { JobOutcome, JobRequest } from "./types.ts";
@@ -11,6 +12,8 @@ export interface ThreadData {
   modules: string[];
   redisUrl: string;
   prefix: string;
+  /** The worker's TLS settings as text (config.ts portableTls): a CA given in code reaches handlers' `ctx.redis`. */
+  tls?: TlsSettings | undefined;
   /** Per-slot Int32 cells, see {@link Cell}. */
   slots: SharedArrayBuffer;
   /** How often a thread reports its memory, ms; 0: never. */

@@ -1,13 +1,14 @@
 import type { Piscina } from "piscina";
 import type { Logger } from "pino";
 import { lazy, ownFile } from "../runtime/mod.ts";
+import { portableTls, settings } from "../config.ts";
 import { ConfigError, reviveError } from "../errors.ts";
 import { JobBook, interrupted, type RunningJob } from "./deadlines.ts";
 import {
   Cell, cellsPerSlot, decodeResults, encodeBatch, Header, headerAt, headerCells, queueOptions, stopCodes, uncount,
   type BatchTask, type ThreadBatch, type ThreadData, type ThreadReport,
 } from "./thread_protocol.ts";
-import type { Executor, JobOutcome, JobRequest } from "./types.ts";
+import type { Executor, JobOutcome, JobRequest, PoolHooks } from "./types.ts";
 
 export interface PoolOptions {
   /** App module URLs every thread (or process) imports to build its own registry. */
@@ -30,6 +31,8 @@ export interface PoolOptions {
   graceMs?: number | undefined;
   /** How long start() waits for every host to import the app modules, ms. @default 60_000 */
   startTimeoutMs?: number | undefined;
+  /** Told of time-limit kills and replaced hosts (metrics). */
+  hooks?: PoolHooks | undefined;
 }
 
 /** Loaded by the first pool started: see `lazy`. The app modules a thread imports never start one. */
@@ -79,6 +82,7 @@ export class ThreadExecutor implements Executor {
       capacity: this.capacity,
       logger: options.logger,
       graceMs: options.graceMs,
+      hooks: options.hooks,
       control: {
         kind: "thread",
         signal(entry, why) {
@@ -113,6 +117,7 @@ export class ThreadExecutor implements Executor {
   async start(): Promise<void> {
     const data: ThreadData = {
       modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix, slots: this.#cells.buffer,
+      tls: portableTls(settings().tls),
       memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0,
       concurrency: this.#o.concurrency, perThread: Math.ceil(this.#o.concurrency / this.#threads),
     };
@@ -131,7 +136,11 @@ export class ThreadExecutor implements Executor {
     pool.on("message", (report: ThreadReport) => this.#report(report));
     pool.on("error", (error: Error) => {
       if (this.#startup) this.#startup.reject(error);
-      else this.#o.logger.error({ err: error }, "a pool thread failed outside any job");
+      else {
+        // Piscina replaces it; one that died running jobs is counted by the book (hostCrashed).
+        this.#o.hooks?.hostReplaced?.();
+        this.#o.logger.error({ err: error }, "a pool thread failed outside any job");
+      }
     });
     this.#pool = pool;
     const timeout = this.#o.startTimeoutMs ?? 60_000;
@@ -154,6 +163,10 @@ export class ThreadExecutor implements Executor {
 
   abort(jobId: string, reason: string): void {
     this.#book.abort(jobId, reason);
+  }
+
+  hosts(): number {
+    return this.#ready.size;
   }
 
   /** Jobs waiting in the threads are given back (interrupted) instead of starting; running ones go on. */

@@ -48,4 +48,17 @@ export interface Executor {
   stopStarting?(): void;
   /** Running jobs get `graceMs` to finish; what is still running after that is interrupted. */
   close(graceMs: number): Promise<void>;
+  /** Threads or processes that took their app modules and can run jobs now; absent without a pool (inline). */
+  hosts?(): number;
+}
+
+/**
+ * What a thread or process pool tells whoever watches it (the worker's metrics, src/metrics/).
+ * Called synchronously where it happens; must not throw.
+ */
+export interface PoolHooks {
+  /** A job ran past its time limit, ignored its signal, and its thread or process was stopped. */
+  timeLimitKill?(job: JobRequest): void;
+  /** A thread or process is gone and another takes its place: stopped (time limit, abort, memory) or died. */
+  hostReplaced?(): void;
 }

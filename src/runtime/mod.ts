@@ -206,3 +206,21 @@ export function lazy<T>(specifier: string): () => T {
 export function stdoutIsTty(): boolean {
   return process.stdout.isTTY === true;
 }
+
+// Imports are hoisted: this one sits with the only function that uses it.
+import { readFileSync } from "node:fs";
+
+/** A file's UTF-8 text, read synchronously (settings are made synchronously); throws if it cannot. */
+export function readTextFile(path: string): string {
+  return readFileSync(path, "utf8");
+}
+
+/** CPU time this process has used, user plus system, seconds; undefined where the runtime cannot tell. */
+export function cpuSeconds(): number | undefined {
+  try {
+    const { user, system } = process.cpuUsage();
+    return (user + system) / 1e6;
+  } catch {
+    return undefined;
+  }
+}

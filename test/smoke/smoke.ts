@@ -23,6 +23,7 @@ import { createExecutor, defaultIsolation, type Isolation } from "../../src/exec
 import type { Executor, JobOutcome, JobRequest } from "../../src/executor/types.ts";
 import { runtime } from "../../src/runtime/mod.ts";
 import { busyLoop, longBusyLoop, sleeper } from "../fixtures/isolation.ts";
+import { freePort } from "../../bench/chaos/redis_server.ts";
 import {
   cleanPrefix, fixture, maxOverlap, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type Span, type WorkerProcess,
 } from "../helpers.ts";
@@ -84,16 +85,19 @@ async function endToEnd(): Promise<void> {
   const kills = `a busy loop is stopped within timeLimit + ${slack} ms, retried, then dead-lettered as TimeLimitExceeded`;
   const after = "a normal job sent after the kill completes";
   const idle = "the worker's CPU returns to idle after the kill";
+  const counted = "the worker's /metrics counts those jobs and the kills, and /healthz is 200";
   const why = await withoutRedis();
-  if (why) return skip([starts, runs, kills, after, idle], why);
+  if (why) return skip([starts, runs, kills, after, counted, idle], why);
   const prefix = testPrefix("smoke");
   configure({ prefix, redisUrl: REDIS_URL });
   const broker = new RedisBroker({ url: REDIS_URL, prefix });
   let w: WorkerProcess | undefined;
   const completed = (id: string) => w!.logs.some((l) => l.msg === "job completed" && l.id === id);
+  const metricsPort = await freePort();
   try {
     const up = await check(starts, async () => {
-      w = spawnWorker([fixture("isolation.ts")], ["--concurrency", "8", "--threads", "2"], { DRAY_PREFIX: prefix, REDIS_URL }, rt);
+      w = spawnWorker([fixture("isolation.ts")], ["--concurrency", "8", "--threads", "2", "--metrics-port", String(metricsPort)],
+        { DRAY_PREFIX: prefix, REDIS_URL }, rt);
       await started(w, 30_000);
     }, 40_000);
     if (!up) return;
@@ -119,6 +123,30 @@ async function endToEnd(): Promise<void> {
     await check(after, async () => {
       const handle = await sleeper.send({ ms: 1, value: "after" });
       await until(() => completed(handle.id), "job completed", 10_000);
+    });
+    await check(counted, async () => {
+      // Two sleeps completed; the busy loop was killed twice: retried once, then dead.
+      const want = { completed: 2, retried: 1, dead: 1, kills: 2 };
+      const seen = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        const value = (name: string, actor: string, outcome?: string) => {
+          const labels = `queue="iso",actor="${actor}"${outcome ? `,outcome="${outcome}"` : ""}`;
+          return Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, "m").exec(text)?.[1]);
+        };
+        return {
+          completed: value("dray_jobs_total", "iso_sleep", "completed"), retried: value("dray_jobs_total", "iso_busy_loop", "retried"),
+          dead: value("dray_jobs_total", "iso_busy_loop", "dead"), kills: value("dray_time_limit_kills_total", "iso_busy_loop"),
+        };
+      };
+      const got = await until(async () => {
+        const s = await seen();
+        return JSON.stringify(s) === JSON.stringify(want) ? s : undefined;
+      }, "the counts", 5_000).catch(async () => await seen());
+      assert(JSON.stringify(got) === JSON.stringify(want), `metrics say ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+      const healthz = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+      const body = await healthz.text();
+      assert(healthz.status === 200, `/healthz ${healthz.status} ${body}`);
+      return `${JSON.stringify(got)}; /healthz ${body.trim()}`;
     });
     if (!procfsAvailable()) skip([idle], noProcfs);
     else {
