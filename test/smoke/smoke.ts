@@ -125,8 +125,9 @@ async function endToEnd(): Promise<void> {
       await until(() => completed(handle.id), "job completed", 10_000);
     });
     await check(counted, async () => {
-      // Two sleeps completed; the busy loop was killed twice: retried once, then dead.
-      const want = { completed: 2, retried: 1, dead: 1, kills: 2 };
+      // Two sleeps completed; the busy loop was killed twice: retried once, then dead. The histograms
+      // count each completed run's duration and each start's wait.
+      const want = { completed: 2, retried: 1, dead: 1, kills: 2, durations: 2, sleepWaits: 2, loopWaits: 2 };
       const seen = async () => {
         const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
         const value = (name: string, actor: string, outcome?: string) => {
@@ -136,6 +137,8 @@ async function endToEnd(): Promise<void> {
         return {
           completed: value("dray_jobs_total", "iso_sleep", "completed"), retried: value("dray_jobs_total", "iso_busy_loop", "retried"),
           dead: value("dray_jobs_total", "iso_busy_loop", "dead"), kills: value("dray_time_limit_kills_total", "iso_busy_loop"),
+          durations: value("dray_job_duration_seconds_count", "iso_sleep"), sleepWaits: value("dray_job_wait_seconds_count", "iso_sleep"),
+          loopWaits: value("dray_job_wait_seconds_count", "iso_busy_loop"),
         };
       };
       const got = await until(async () => {
