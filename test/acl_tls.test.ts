@@ -37,7 +37,7 @@ const workers: WorkerProcess[] = [];
  * every user runs.
  */
 const aclRule = (p: string): string[] => [
-  `~${p}:*`, `~{${p}:*`, "~", "resetchannels", `&${p}:*`, `&{${p}:*`,
+  `~${p}:*`, `~{${p}:*`, "resetchannels", `&${p}:*`, `&{${p}:*`,
   "+@all", "-@dangerous", "+info", "+client|unblock", "-scan", "-randomkey", "-pubsub", "-function", "-script|flush",
 ];
 

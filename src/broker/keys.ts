@@ -44,6 +44,7 @@
  *                                          the field "" ({@link runningPin}), never removed
  *   {<p>:<q>}:aborted               set    ids of jobs aborted before they settled; workers load it at
  *                                          start, skip those jobs and SREM them when they settle
+ *   {<p>:<q>}:none                  never written: a script's key where it uses none (see QueueKeys.none)
  *   {<p>:<q>}:done                  pubsub channel: JSON array of ids of jobs whose record just
  *                                          finished (one message per ack batch); result waiters listen
  *   <p>:abort                       pubsub channel: JSON {queue, id} of an aborted job; the worker
@@ -89,6 +90,12 @@ export interface QueueKeys {
   reclaims: string;
   aborted: string;
   done: string;
+  /**
+   * Names no data: a script's key where it uses none (no dedup id, no record). Every key a script
+   * declares is then in the queue's slot and under the prefix, as Redis Cluster and an ACL user
+   * limited to the prefix need; scripts tell it by its ending (`}:none`, which no other key has).
+   */
+  none: string;
 }
 
 /**
@@ -117,6 +124,7 @@ export function queueKeys(prefix: string, queue: string): QueueKeys {
     reclaims: `${tag}:reclaims`,
     aborted: `${tag}:aborted`,
     done: `${tag}:done`,
+    none: `${tag}:none`,
   };
 }
 

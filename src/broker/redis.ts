@@ -143,7 +143,7 @@ export class RedisBroker implements Broker {
       } else {
         const dueAt = delay !== undefined ? Date.now() + delay : at;
         pipe.drayEnqueue(k.stream(message.priority), k.delayed, k.priorities,
-          message.dedup ? k.dedup(message.id) : "", message.tracked ? k.job(message.id) : "",
+          message.dedup ? k.dedup(message.id) : k.none, message.tracked ? k.job(message.id) : k.none,
           body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "",
           String(message.sentAt));
         plain.push(false);
@@ -289,7 +289,7 @@ export class RedisBroker implements Broker {
   async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<boolean> {
     const k = this.keys(delivery.message.queue);
     const retries = options.charge === false ? delivery.retries : delivery.retries + 1;
-    const settled = await this.#redis.draySettle(delivery.ref.stream, k.delayed, "", ...this.#recordKeys(delivery, options.record),
+    const settled = await this.#redis.draySettle(delivery.ref.stream, k.delayed, k.none, ...this.#recordKeys(delivery, options.record),
       GROUP, delivery.ref.entryId, "delay", encodeMessage(delivery.message), retries, Math.max(0, Math.round(delayMs)),
       "", 0, ...this.#recordArgs(delivery, options.record, 0, false), this.consumer);
     // Our own read loop may be blocked past the new due time; wake it rather than run the retry late.
@@ -303,10 +303,10 @@ export class RedisBroker implements Broker {
     const queue = isMalformed ? delivery.queue : delivery.message.queue;
     const k = this.keys(queue);
     const body = isMalformed ? JSON.stringify(delivery.raw) : encodeMessage(delivery.message);
-    const dedup = !isMalformed && delivery.message.dedup ? k.dedup(delivery.message.id) : "";
+    const dedup = !isMalformed && delivery.message.dedup ? k.dedup(delivery.message.id) : k.none;
     const kept = keepMs > 0 ? record : undefined;
     const settled = await this.#redis.draySettle(delivery.ref.stream, k.dlq, dedup,
-      ...(isMalformed ? ["", "", ""] : this.#recordKeys(delivery, kept)),
+      ...(isMalformed ? [k.none, k.none, k.none] : this.#recordKeys(delivery, kept)),
       GROUP, delivery.ref.entryId, "dlq", body, isMalformed ? 0 : delivery.retries, 0, JSON.stringify(error), keepMs,
       ...(isMalformed ? ["", "", 0, ""] : this.#recordArgs(delivery, kept, keepMs, true)), this.consumer);
     return settled > 0;
@@ -316,7 +316,7 @@ export class RedisBroker implements Broker {
     if (deliveries.length === 0) return [];
     const pipe = this.#redis.pipeline() as unknown as Scripted;
     for (const d of deliveries) {
-      pipe.draySettle(d.ref.stream, d.ref.stream, "", ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId,
+      pipe.draySettle(d.ref.stream, d.ref.stream, this.keys(d.message.queue).none, ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId,
         "stream", encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false), this.consumer);
     }
     const settled = await execPipeline(pipe);
@@ -325,8 +325,8 @@ export class RedisBroker implements Broker {
 
   /** SETTLE's record keys: none for a job that has no record and gets none. */
   #recordKeys(d: Delivery, record: JobRecord | undefined): [string, string, string] {
-    if (!d.message.tracked && !record) return ["", "", ""];
     const k = this.keys(d.message.queue);
+    if (!d.message.tracked && !record) return [k.none, k.none, k.none];
     return [k.job(d.message.id), k.running, k.aborted];
   }
 

@@ -101,17 +101,18 @@ return out
  * enqueue: send one message with a jobId (dedup) and/or a delay. Plain sends use XADD directly.
  * The job's record is written only when the message is really sent, so a duplicate send leaves the
  * first job's record (and status) alone.
- * KEYS: stream, delayed, priorities, dedupKey ('' when none), recordKey ('' when none)
+ * KEYS: stream, delayed, priorities, dedupKey, recordKey (each the queue's `none` key when not used)
  * ARGV: messageJson, priority, delayMs (-1 = now), atMs (-1 = not set), recordJson, holder (the
  *   message's sentAt, kept in the dedup key: see REQUEUE)
  * Returns: 1 when sent, 0 when a job with this id is already known.
  */
 export const ENQUEUE = `
+local function given(k) return string.sub(k, -6) ~= '}:none' end
 local body, prio, delay, at = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-if KEYS[4] ~= '' then
+if given(KEYS[4]) then
   if redis.call('SET', KEYS[4], ARGV[6], 'NX') == false then return 0 end
 end
-if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[5]) end
+if given(KEYS[5]) then redis.call('SET', KEYS[5], ARGV[5]) end
 redis.call('SADD', KEYS[3], prio)
 local due = -1
 if at >= 0 then due = at end
@@ -131,8 +132,8 @@ return 1
  * settle: take one entry off its stream and put it somewhere else, atomically, so it is never lost
  * between the two: to the delayed set (retry), to the dead-letter stream, or back to a stream (give
  * back unstarted work, not charged an attempt). The job's record changes in the same step.
- * KEYS: stream, target, dedupKey ('' when none), recordKey ('' when the job has no record to touch),
- *       running, aborted
+ * KEYS: stream, target, dedupKey, recordKey (when the job has a record to touch), running, aborted;
+ *       the queue's `none` key in place of each one not used
  * ARGV: group, entryId, mode ('delay'|'dlq'|'stream'), body, retries, delayMs, errorJson, dedupTtlMs,
  *       jobId, recordJson ('' = leave it, or delete it when dead-lettering), recordTtlMs (0 = none),
  *       doneChannel ('' = tell no one), consumer (who must hold the entry)
@@ -140,6 +141,7 @@ return 1
  * consumer does not hold the entry (any more): nothing changed.
  */
 export const SETTLE = `
+local function given(k) return string.sub(k, -6) ~= '}:none' end
 local group, id, mode, body, retries = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -150,7 +152,7 @@ local p = redis.call('XPENDING', KEYS[1], group, id, id, 1)
 if not p[1] then
   -- Settled already: by this same call, sent again after its connection dropped with the reply
   -- (ioredis resends it) if the record holds what this call writes; else by another worker.
-  if KEYS[4] ~= '' and ARGV[10] ~= '' and redis.call('GET', KEYS[4]) == ARGV[10] then return 2 end
+  if given(KEYS[4]) and ARGV[10] ~= '' and redis.call('GET', KEYS[4]) == ARGV[10] then return 2 end
   return 0
 end
 if p[1][2] ~= ARGV[13] then return 0 end
@@ -161,14 +163,14 @@ if mode == 'delay' then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), prio .. '|' .. retries .. '|' .. body)
 elseif mode == 'dlq' then
   redis.call('XADD', KEYS[2], '*', 'm', body, 'r', retries, 'e', ARGV[7], 'at', now)
-  if KEYS[3] ~= '' then
+  if given(KEYS[3]) then
     local ttl = tonumber(ARGV[8])
     if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) else redis.call('DEL', KEYS[3]) end
   end
 else
   redis.call('XADD', KEYS[2], '*', 'm', body, 'r', retries)
 end
-if KEYS[4] ~= '' then
+if given(KEYS[4]) then
   local jobId, record, ttl = ARGV[9], ARGV[10], tonumber(ARGV[11])
   redis.call('HDEL', KEYS[5], jobId)
   if mode == 'dlq' then redis.call('SREM', KEYS[6], jobId) end
