@@ -137,8 +137,10 @@ export class Settler {
   async deadLetterMalformed(d: MalformedDelivery): Promise<void> {
     const error: SerializedError = serializeError(d.error);
     this.#o.logger.warn({ queue: d.queue, entryId: d.ref.entryId, reason: d.error.message }, "malformed entry dead-lettered");
-    this.#o.events.emit("job:dead", { id: d.ref.entryId, actor: "", queue: d.queue, attempt: 0, error });
-    await this.#track(this.#withRetries(() => this.#o.broker.deadLetter(d, error), undefined).then(() => undefined));
+    await this.#track(this.#withRetries(() => this.#o.broker.deadLetter(d, error), undefined).then((landed) => {
+      // Announced once it landed, like every outcome (false: another worker holds the entry now).
+      if (landed) this.#o.events.emit("job:dead", { id: d.ref.entryId, actor: "", queue: d.queue, attempt: 0, error });
+    }));
   }
 
   /**

@@ -254,6 +254,26 @@ describe("leases", () => {
     expect(seen.length).toBe(1);
   });
 
+  it("a malformed entry is announced dead once its dead letter landed", async () => {
+    // given an entry that is not a dray message
+    const b = broker({ consumer: "A" });
+    const { s } = supervisor(b);
+    const dead: Array<{ actor: string; queue: string }> = [];
+    let lettersWhenAnnounced = -1;
+    s.events.on("job:dead", (e) => {
+      dead.push({ actor: e.actor, queue: e.queue });
+      void redis.xlen(b.keys(Q).dlq).then((n) => (lettersWhenAnnounced = n));
+    });
+    await b.enqueue([{ message: message(quick, {}) }]); // makes the stream and registers its level
+    await redis.xadd(b.keys(Q).stream(0), "*", "m", "{not json", "r", "0");
+    // when the worker reads it
+    await s.start();
+    // then it is announced once, as dead with no actor, and its letter is in the dead-letter queue
+    await until(() => dead.length === 1 && lettersWhenAnnounced >= 0, "announced", 5_000);
+    expect(dead).toEqual([{ actor: "", queue: Q }]);
+    expect(lettersWhenAnnounced).toBe(1);
+  });
+
   it("an outcome whose settle finds the lease lost is not announced: listeners count each outcome once", async () => {
     // given a worker whose job finished while its ack cannot reach Redis
     const inner = broker({ visibilityTimeout: 1_000, consumer: "A" });
