@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Logger } from "pino";
 import type { Redis } from "ioredis";
 import { ConfigError, PayloadValidationError } from "./errors.ts";
-import type { Message } from "./message.ts";
+import { NAME_PATTERN, type Message } from "./message.ts";
 import type { Broker } from "./broker/types.ts";
 import { useBroker } from "./client.ts";
 import { settings } from "./config.ts";
@@ -201,7 +201,7 @@ export function actor<P, R>(name: string, a: unknown, b?: unknown): Actor<P, R> 
     throw new ConfigError(`actor "${name}": options go before the handler: actor(name, options, handler)`);
   }
   const [rawOptions, handler] = typeof a === "function" ? [{}, a as Handler<P, R>] : [a, b as Handler<P, R>];
-  if (typeof name !== "string" || !/^[A-Za-z0-9_.:-]{1,200}$/.test(name)) {
+  if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
     throw new ConfigError(`actor name ${JSON.stringify(name)} is invalid: use 1-200 letters, digits and _ . : -`);
   }
   if (typeof handler !== "function") throw new ConfigError(`actor "${name}" needs a handler function`);

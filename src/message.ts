@@ -5,6 +5,9 @@ import { ConfigError, MalformedMessageError } from "./errors.ts";
  * (a stream field, a prefix of the delayed-set member) so that a requeue can reset it without
  * rewriting the message.
  */
+/** What an actor, queue or cron name may be: 1-200 letters, digits and _ . : - (they end up in keys). */
+export const NAME_PATTERN = /^[A-Za-z0-9_.:-]{1,200}$/;
+
 export interface Message {
   /** Job id: the `jobId` given to `send()`, or a random UUID. */
   id: string;

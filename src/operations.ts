@@ -7,6 +7,7 @@
 import type { Broker, QueueStats, WorkerInfo } from "./broker/types.ts";
 import { useBroker } from "./client.ts";
 import { ConfigError } from "./errors.ts";
+import { NAME_PATTERN } from "./message.ts";
 
 export type { WorkerInfo } from "./broker/types.ts";
 
@@ -46,7 +47,7 @@ export function getWorkers(broker: Broker = useBroker()): Promise<WorkerInfo[]> 
 }
 
 function checkQueue(queue: string): void {
-  if (typeof queue !== "string" || !/^[A-Za-z0-9_.:-]{1,200}$/.test(queue)) {
+  if (typeof queue !== "string" || !NAME_PATTERN.test(queue)) {
     throw new ConfigError(`queue name ${JSON.stringify(queue)} is invalid: use 1-200 letters, digits and _ . : -`);
   }
 }

@@ -6,6 +6,7 @@ import { crons, parse } from "../cron/cron.ts";
 import { cronHistory, describeCron, lastTick, publishedCrons, type CronRun, type PublishedCron } from "../cron/history.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { loadModules } from "../worker.ts";
+import { printTable } from "./table.ts";
 import { helpRequested } from "./usage.ts";
 import { positiveInt } from "./worker.ts";
 
@@ -44,7 +45,7 @@ export async function run(args: string[]): Promise<void> {
     if (!cron) throw new ConfigError(`cron history: no cron named "${name}" (known: ${known.map((c) => c.name).join(", ") || "none"})`);
     const runs = await cronHistory(broker.redis, s.prefix, cron, values.limit ? positiveInt("--limit", values.limit) : 50);
     if (values.json) for (const r of runs) console.log(JSON.stringify(r));
-    else table([["tick", "status", "attempt", "started", "duration", "result / error"], ...runs.map(historyRow)]);
+    else printTable([["tick", "status", "attempt", "started", "duration", "result / error"], ...runs.map(historyRow)]);
   } finally {
     await broker.close();
   }
@@ -68,7 +69,7 @@ async function list(redis: Redis, prefix: string, known: PublishedCron[], json: 
     for (const r of rows) console.log(JSON.stringify(r));
     return;
   }
-  table([["cron", "schedule", "actor", "queue", "next run", "last run", "status"], ...rows.map((r) => [
+  printTable([["cron", "schedule", "actor", "queue", "next run", "last run", "status"], ...rows.map((r) => [
     r.name,
     r.timezone ? `${r.expression} (${r.timezone})` : r.expression,
     r.actor,
@@ -86,8 +87,3 @@ function historyRow(r: CronRun): string[] {
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
-
-function table(lines: string[][]): void {
-  const width = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
-  for (const l of lines) console.log(l.map((c, i) => c.padEnd(width[i]!)).join("  ").trimEnd());
-}

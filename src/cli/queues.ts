@@ -4,6 +4,7 @@ import { settings } from "../config.ts";
 import { ConfigError, UsageError } from "../errors.ts";
 import { pauseQueue, queueOverview, resumeQueue } from "../operations.ts";
 import { onShutdownSignal } from "../runtime/mod.ts";
+import { printTable } from "./table.ts";
 import { helpRequested } from "./usage.ts";
 import { positiveInt } from "./worker.ts";
 
@@ -72,9 +73,8 @@ async function overview(broker: RedisBroker, watch: boolean, interval: number): 
       const rows = await queueOverview(broker);
       const lines = [["queue", "ready", "running", "delayed", "dead", "paused"], ...rows.map((r) =>
         [r.queue, r.ready, r.running, r.delayed, r.dead, r.paused ? "yes" : "no"].map(String))];
-      const width = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
       if (watch) console.log(`\n${new Date().toISOString()}`);
-      for (const l of lines) console.log(l.map((c, i) => c.padEnd(width[i]!)).join("  ").trimEnd());
+      printTable(lines);
       if (watch) await new Promise((r) => setTimeout(r, interval));
     } while (watch && !stop);
   } finally {

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { RedisBroker } from "../broker/redis.ts";
 import { settings } from "../config.ts";
 import { getWorkers, type WorkerInfo } from "../operations.ts";
+import { printTable } from "./table.ts";
 import { helpRequested } from "./usage.ts";
 
 export const usage = `usage: dray workers [--json]
@@ -29,23 +30,21 @@ export async function run(args: string[]): Promise<void> {
     if (values.json) console.log(JSON.stringify(workers, null, 2));
     // A wrong DRAY_PREFIX is the usual reason for an empty list: name the one looked at.
     else if (workers.length === 0) console.log(`no live workers (prefix "${s.prefix}")`);
-    else printTable(workers, Date.now());
+    else printWorkers(workers, Date.now());
   } finally {
     await broker.close();
   }
 }
 
-function printTable(workers: WorkerInfo[], now: number): void {
-  const lines = [
+function printWorkers(workers: WorkerInfo[], now: number): void {
+  printTable([
     ["id", "host", "pid", "runtime", "queues", "concurrency/threads", "running", "processed", "failed", "started", "last beat"],
     ...workers.map((w) => [
       w.id, w.host, String(w.pid), w.runtime, w.queues.join(","),
       `${w.concurrency}/${w.isolation === "inline" ? "inline" : w.threads}`,
       String(w.running), String(w.processed), String(w.failed), `${age(now - w.startedAt)} ago`, `${age(now - w.beatAt)} ago`,
     ]),
-  ];
-  const width = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
-  for (const l of lines) console.log(l.map((c, i) => c.padEnd(width[i]!)).join("  ").trimEnd());
+  ]);
 }
 
 /** A duration for a person: tenths of a second while short (beats can be that close), then coarser. */

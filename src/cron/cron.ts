@@ -3,6 +3,7 @@ import { lazy } from "../runtime/mod.ts";
 import { z } from "zod";
 import type { Actor } from "../actor.ts";
 import { ConfigError } from "../errors.ts";
+import { NAME_PATTERN } from "../message.ts";
 
 export type CatchUp = "none" | "last" | "all";
 
@@ -38,7 +39,7 @@ type ParsedCronOptions = CronOptionsInput & Required<Pick<CronOptionsInput, "cat
 
 // Typed by the interface, so the compiler checks that what the schema accepts and returns fits it.
 const optionsSchema: z.ZodType<ParsedCronOptions, CronOptionsInput> = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9_.:-]{1,200}$/, "1-200 letters, digits and _ . : -").optional(),
+  name: z.string().regex(NAME_PATTERN, "1-200 letters, digits and _ . : -").optional(),
   timezone: z.string().min(1).optional(),
   lockTtl: z.number().int().nonnegative().optional(),
   payload: z.unknown().optional(),
