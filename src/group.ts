@@ -20,7 +20,11 @@ export function group(messages: readonly MessageSpec[]): Group {
     messages,
     async send(options = {}) {
       for (const spec of messages) registry.get(spec.actor)?.validate(spec.payload);
-      const built = messages.map((spec) => buildMessage(spec.actor, spec.queue, spec.priority, spec.payload, {}));
+      // Each member names its group, so that a job page shows what the job belongs to.
+      const groupId = crypto.randomUUID();
+      const built = messages.map((spec) => ({
+        ...buildMessage(spec.actor, spec.queue, spec.priority, spec.payload, {}), group: { id: groupId, size: messages.length },
+      }));
       // Members share the group's delay (or their own, when they were built with one).
       const jobs: JobHandle[] = [];
       for (const [n, message] of built.entries()) {

@@ -28,6 +28,8 @@ export interface Message {
   meta?: Record<string, unknown>;
   /** The pipeline steps after this one; the next is sent when this job completes (src/pipeline.ts). */
   pipe?: PipeStep[];
+  /** Set on the members of a group (src/group.ts): the group's id and how many jobs it has. */
+  group?: { id: string; size: number };
 }
 
 /** A pipeline step still to come. Without `payload`, it gets the previous step's return value. */
@@ -117,6 +119,7 @@ export function decodeMessage(raw: string | undefined, queue: string): Message {
   if (m.dedup !== undefined && m.dedup !== true) normaliseFlag(m, "dedup");
   if (m.tracked !== undefined && m.tracked !== true) normaliseFlag(m, "tracked");
   if (m.cron !== undefined && !(typeof m.cron?.name === "string" && typeof m.cron.tick === "number")) delete m.cron;
+  if (m.group !== undefined && !(typeof m.group?.id === "string" && typeof m.group.size === "number")) delete m.group;
   if (m.meta !== undefined && !(typeof m.meta === "object" && m.meta !== null && !Array.isArray(m.meta))) delete m.meta;
   if (m.pipe?.length === 0) delete m.pipe;
   return m as Message;

@@ -20,8 +20,10 @@ export type { Pipeline } from "./pipeline.ts";
 export { configure } from "./config.ts";
 export type { Settings, TlsSettings } from "./config.ts";
 export { closeBroker } from "./client.ts";
-export { getWorkers, pauseQueue, queueOverview, resumeQueue } from "./operations.ts";
-export type { QueueOverview, WorkerInfo } from "./operations.ts";
+export {
+  actorHistory, browseQueue, cronRuns, getWorkers, inspectJob, jobsPerMinute, listCrons, liveOverview, pauseQueue, purgeDead, queueOverview, requeueDead, resumeQueue,
+} from "./operations.ts";
+export type { ActorStats, BrowsedJob, CronOverview, JobDetail, JobState, Page, QueueOverview, ThroughputPoint, WorkerInfo } from "./operations.ts";
 export {
   BrokerError,
   ConfigError,

@@ -10,6 +10,8 @@ import { ConfigError } from "./errors.ts";
 import { cronForWorker } from "./cron/mod.ts";
 import { heartbeatEvery, startHeartbeat, type Heartbeat } from "./heartbeat.ts";
 import { createExecutor, type Isolation } from "./executor/mod.ts";
+import type { PoolHooks } from "./executor/types.ts";
+import { HistoryRecorder, historyEvery } from "./history/recorder.ts";
 import type { WorkerMetrics } from "./metrics/mod.ts";
 import type { Middleware } from "./middleware.ts";
 import { cwd, hostname, loaderFor, onShutdownSignal, pid } from "./runtime/mod.ts";
@@ -55,6 +57,12 @@ export interface WorkerOptions {
    */
   heartbeatMs?: number;
   /**
+   * How often the worker adds what it counted (jobs by outcome, durations and waits, per minute,
+   * queue and actor) to the broker's history, which the dashboard charts; 0 turns it off. Without it,
+   * env DRAY_HISTORY_MS (how `dray worker` takes it). @default 5000
+   */
+  historyMs?: number;
+  /**
    * Serve `GET /metrics` (Prometheus) and `GET /healthz` on this port (0: any free one); the start
    * fails if it is taken. `dray worker --metrics-port` or env DRAY_METRICS_PORT. @default off
    */
@@ -84,6 +92,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const s = settings();
   const logger = options.logger ?? s.logger;
   const heartbeatMs = heartbeatEvery(options.heartbeatMs);
+  const historyMs = historyEvery(options.historyMs);
   if (options.modules.length === 0) throw new ConfigError("give at least one app module that defines actors");
   await loadModules(options.modules);
   if (registry.size === 0) throw new ConfigError(`no actors defined in ${options.modules.join(", ")}`);
@@ -95,6 +104,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     url: s.redisUrl, prefix: s.prefix, consumer, patient: true, logger,
     ...(options.visibilityTimeout ? { visibilityTimeout: options.visibilityTimeout } : {}),
   });
+  // A Broker written before the history existed has none: its workers just do not record one.
+  const store = (broker as Partial<Broker>).history;
+  const history = historyMs > 0 && store ? new HistoryRecorder({ store, logger, everyMs: historyMs }) : undefined;
   const executor = createExecutor({
     isolation: options.isolation,
     modules: moduleUrls(options.modules),
@@ -106,7 +118,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     logger,
     redisUrl: s.redisUrl,
     prefix: s.prefix,
-    hooks: metrics?.poolHooks,
+    hooks: bothHooks(metrics?.poolHooks, history?.poolHooks),
   });
   const cron = cronForWorker({ broker, logger, tick: options.cron ?? true });
   const supervisor = new Supervisor({
@@ -118,6 +130,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     renewEvery: Math.max(50, Math.floor(((broker as { visibilityTimeout?: number }).visibilityTimeout ?? 10_000) / 3)),
   });
   metrics?.watch({ supervisor, executor, broker, actors: registry.values() });
+  history?.watch(supervisor.events);
   let resolveStopped!: (report: StopReport) => void;
   const stopped = new Promise<StopReport>((r) => (resolveStopped = r));
   let stopping: Promise<StopReport> | undefined;
@@ -125,8 +138,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const stop = () => (stopping ??= (async () => {
     await cron.stop();
     const report = await supervisor.stop();
-    // Listed until its jobs settled; bounded (1 s), so a stop with Redis away still ends.
-    await heartbeat?.stop();
+    // Listed until its jobs settled, and what was counted since the last flush written; each bounded
+    // (1 s), side by side, so a stop with Redis away still ends soon.
+    await Promise.all([heartbeat?.stop(), history?.stop()]);
     if (!options.broker) await broker.close();
     // Handlers that sent jobs opened the default connection; with Redis away its quit never answers.
     await within(closeBroker().catch(() => undefined), 1_000);
@@ -164,10 +178,26 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   });
   if (!started) return { supervisor, stopped, stop };
   cron.start();
+  history?.start();
   // A signal during start: an entry made now would never be removed, only lapse.
   if (!stopping) {
     heartbeat = startHeartbeat({ control: broker.control, supervisor, logger, id: consumer, everyMs: heartbeatMs,
       isolation: options.isolation, concurrency: options.concurrency ?? 16, threads: options.threads });
   }
   return { supervisor, stopped, stop };
+}
+
+/** The pool's hooks of the metrics and of the history, each called. */
+function bothHooks(a: PoolHooks | undefined, b: PoolHooks | undefined): PoolHooks | undefined {
+  if (!a || !b) return a ?? b;
+  return {
+    timeLimitKill: (job) => {
+      a.timeLimitKill?.(job);
+      b.timeLimitKill?.(job);
+    },
+    hostReplaced: () => {
+      a.hostReplaced?.();
+      b.hostReplaced?.();
+    },
+  };
 }

@@ -8,6 +8,7 @@ import { workersKey } from "../src/broker/keys.ts";
 import type { Broker, WorkerInfo } from "../src/broker/types.ts";
 import type { Delivery, MalformedDelivery, Message } from "../src/message.ts";
 import { sleep } from "./helpers.ts";
+import { browseConformance } from "./browse_conformance.ts";
 
 export interface BrokerFixture {
   broker: Broker;
@@ -43,6 +44,9 @@ export function brokerConformance(name: string, make: (visibilityTimeout: number
         await f.cleanup();
       }
     }, 20_000);
+
+  // The read-only views' cases (browse, findJob, purge by id, statsMany) live in their own file.
+  browseConformance(name, make, enabled);
 
   describe(`broker conformance: ${name}`, () => {
     it("delivers what was sent, once, and ack removes it", async ({ broker }) => {

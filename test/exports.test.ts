@@ -33,6 +33,7 @@ describe("package entries", () => {
     const app = await import("../src/mod.ts");
     const testing = await import("../src/testing.ts");
     const extend = await import("../src/extend.ts");
+    const dashboard = await import("../src/dashboard/mod.ts");
     for (const name of ["actor", "sendTask", "cron", "getJob", "group", "pipeline", "configure", "startWorker", "closeBroker", "defaultMiddleware", "Retry", "DrayError", "TimeLimitExceeded"]) {
       expect(app).toHaveProperty(name);
     }
@@ -40,6 +41,7 @@ describe("package entries", () => {
       expect(app).not.toHaveProperty(name);
     }
     expect(Object.keys(testing).sort()).toEqual(["MemoryBroker", "cronStoreFor", "drain", "setBroker"]);
+    expect(Object.keys(dashboard).sort()).toEqual(["dashboard", "serveDashboard"]);
     for (const name of ["RedisBroker", "MemoryBroker", "Supervisor", "ThreadExecutor", "ProcessExecutor", "InlineExecutor", "createExecutor", "retries", "rateLimiter", "cronStoreFor"]) {
       expect(extend).toHaveProperty(name);
     }

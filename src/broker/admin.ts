@@ -53,7 +53,13 @@ export async function requeueDeadLetters(redis: Scripted, k: QueueKeys, ids?: st
   }
 }
 
-export async function purgeDeadLetters(redis: Scripted, k: QueueKeys): Promise<number> {
+/** Removes the letters with these ids (those that exist; returns how many), or the whole dlq. */
+export async function purgeDeadLetters(redis: Scripted, k: QueueKeys, ids?: string[]): Promise<number> {
+  if (ids) {
+    // What is not an entry id names no letter; XDEL would refuse the whole call for it.
+    const letters = ids.filter((id) => /^\d+-\d+$/.test(id));
+    return letters.length > 0 ? await redis.xdel(k.dlq, ...letters) : 0;
+  }
   const [n] = await execPipeline(redis.multi().xlen(k.dlq).del(k.dlq));
   return Number(n);
 }
@@ -63,29 +69,14 @@ export async function queueStats(redis: Scripted, k: QueueKeys, queue: string): 
 }
 
 /**
- * The counts of many queues in two round trips however many there are: per queue a pipeline of its
- * levels, delayed set and dead letters, then one of each level's length and pending count. A queue's
- * pipelines touch only its own slot; all queues' are sent at once. `dray queues` and /metrics ask
+ * The counts of many queues in one round trip however many there are: a STATS script per queue
+ * (browse_scripts.ts), all sent at once. Separate commands rather than one pipeline, so that in a
+ * cluster each goes to the node of its queue's slot. `dray queues`, /metrics and the dashboard ask
  * for every queue, every second or so.
  */
 export async function queueStatsMany(redis: Scripted, keys: QueueKeys[], queues: string[]): Promise<QueueStats[]> {
   return await Promise.all(keys.map(async (k, i): Promise<QueueStats> => {
-    const [prios, delayed, dead] = await execPipeline(redis.pipeline().smembers(k.priorities).zcard(k.delayed).xlen(k.dlq));
-    let ready = 0;
-    let running = 0;
-    const levels = prios as string[];
-    if (levels.length > 0) {
-      const pipe = redis.pipeline();
-      for (const p of levels) pipe.xlen(k.stream(Number(p))).xpending(k.stream(Number(p)), GROUP);
-      const replies = (await pipe.exec()) ?? [];
-      for (let n = 0; n < levels.length; n++) {
-        const len = Number(replies[2 * n]?.[1] ?? 0);
-        // No group yet (nothing was ever read) is an error reply: nothing pending.
-        const pending = Number((replies[2 * n + 1]?.[1] as unknown[] | undefined)?.[0] ?? 0);
-        running += pending;
-        ready += len - pending;
-      }
-    }
-    return { queue: queues[i]!, ready, running, delayed: Number(delayed), dead: Number(dead) };
+    const [ready = 0, running = 0, delayed = 0, dead = 0] = await redis.drayStats(k.priorities, k.delayed, k.dlq, k.streamPrefix, GROUP);
+    return { queue: queues[i]!, ready: Number(ready), running: Number(running), delayed: Number(delayed), dead: Number(dead) };
   }));
 }

@@ -5,11 +5,14 @@ import { settings } from "../config.ts";
 import { lazy } from "../runtime/mod.ts";
 import { quietIoredisTracing } from "../runtime/tracing.ts";
 import { decodeMessage, type Delivery, type MalformedDelivery } from "../message.ts";
+import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
+import { ACK, PRUNE, RENEW } from "./lease_scripts.ts";
+import { FIND, RUNNING, STATS } from "./browse_scripts.ts";
 
 /** A stream entry as Redis returns it; fields are null when the entry was deleted while pending. */
 export type Entry = [string, string[] | null];
 
-/** The command connection with dray's scripts defined on it (see scripts.ts and lease_scripts.ts). */
+/** The command connection with dray's scripts defined on it (see scripts.ts, lease_scripts.ts, browse_scripts.ts and history.ts). */
 export type Scripted = Redis & {
   drayRead(...args: (string | number)[]): Promise<unknown[]>;
   drayEnqueue(...args: (string | number)[]): Promise<number>;
@@ -19,12 +22,38 @@ export type Scripted = Redis & {
   drayAck(...args: (string | number)[]): Promise<string[]>;
   drayRenew(...args: (string | number)[]): Promise<string[]>;
   drayPrune(...args: (string | number)[]): Promise<number>;
+  /**
+   * HISTORY_ADD (history.ts): the key count first, as the batch decides it. Keys and arguments go as
+   * arrays (ioredis flattens them), since spreading a batch of 100,000 would overflow the stack.
+   */
+  drayHistoryAdd(keyCount: number, keys: string[], args: (string | number)[]): Promise<number>;
+  /** STATS, RUNNING and FIND (browse_scripts.ts): read-only. */
+  drayStats(...args: (string | number)[]): Promise<number[]>;
+  drayRunning(...args: (string | number)[]): Promise<[number, unknown[][]]>;
+  drayFind(...args: (string | number)[]): Promise<unknown[] | null>;
 };
+
+/** Defines the broker's scripts of a fixed key count on `redis` (ioredis sends each by its SHA, loading it on first use). */
+export function defineScripts(redis: Redis): Scripted {
+  const scripts: Array<[string, number, string]> = [
+    ["drayRead", 3, READ], ["drayEnqueue", 5, ENQUEUE], ["draySettle", 6, SETTLE], ["drayRequeue", 2, REQUEUE],
+    ["drayAcquire", 1, ACQUIRE], ["drayAck", 3, ACK], ["drayRenew", 2, RENEW], ["drayPrune", 1, PRUNE],
+    ["drayStats", 3, STATS], ["drayRunning", 2, RUNNING], ["drayFind", 2, FIND],
+  ];
+  for (const [name, numberOfKeys, lua] of scripts) redis.defineCommand(name, { numberOfKeys, lua });
+  return redis as Scripted;
+}
 
 export interface ConnectOptions {
   url: string;
   /** Wait for Redis forever (workers) rather than failing a command after a few reconnect attempts. */
   patient?: boolean;
+  /**
+   * Send the commands issued in one tick as one pipeline (ioredis' enableAutoPipelining): a reader
+   * that asks for many things at once (the dashboard's refresh) makes one round trip. Off for workers,
+   * whose hot path batches by hand.
+   */
+  autoPipelining?: boolean;
   logger?: Logger;
 }
 
@@ -79,6 +108,7 @@ export function connect(options: ConnectOptions, name: string): Redis {
     // Reconnect with a capped backoff; a worker keeps trying for as long as it lives.
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     lazyConnect: false,
+    ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
   };
   const redis = newRedis(options.url, redisOptions);
   let lastLog = 0;

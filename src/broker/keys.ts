@@ -14,7 +14,10 @@
  *                                          settles it. A worker removes its consumer when it stops;
  *                                          others remove consumers that hold nothing and read nothing
  *                                          for six visibility timeouts. Entries are XDELeted on ack,
- *                                          so a stream holds only what is waiting or running.
+ *                                          so a stream holds only what is waiting or running: the
+ *                                          group's pending entries run, the rest wait, all after its
+ *                                          last-delivered-id (no group yet: all wait). browse.ts
+ *                                          lists them so; STATS (browse_scripts.ts) counts them so
  *   {<p>:<q>}:priorities            set    priority levels in use on the queue (which streams to read)
  *   {<p>:<q>}:delayed               zset   messages waiting for their time (delay, at, retry backoff);
  *                                          member "<priority>|<retries>|<message JSON>", score = due ms
@@ -40,7 +43,8 @@
  *                                          resultTtl). Never written for actors with resultTtl 0
  *   {<p>:<q>}:running               hash   job id -> ms its run started, for jobs with a record that a
  *                                          worker holds: one HSET per read batch, HDEL when settled, so
- *                                          "running" costs no write per job. Read by job.status(). Plus
+ *                                          "running" costs no write per job. Read by job.status() and
+ *                                          browse.ts (when a running job started). Plus
  *                                          the field "" ({@link runningPin}), never removed
  *   {<p>:<q>}:aborted               set    ids of jobs aborted before they settled; workers load it at
  *                                          start, skip those jobs and SREM them when they settle
@@ -75,6 +79,29 @@
  *                                          duration, result or error)
  *   {<p>:<q>}:cron:<name>:order     zset   run ids, score = start ms; trimmed with their runs to
  *                                          the cron's historySize
+ *
+ * History (src/broker/history.ts, src/history/): what workers did, per minute and per hour. Every
+ * key has the hash tag `{<p>:history}`, so the script that adds a worker's batch touches one slot.
+ * A bucket is an index plus one hash per actor that did something in it; <m> below is
+ * "<queue>|<actor>" (queue names have no "|"). Counts are named in src/history/buckets.ts (outcomes,
+ * d<i>/w<i> duration and wait buckets, dsum/wsum in µs), values whole numbers added with HINCRBY;
+ * only non-zero counts are written. Each worker adds its counts every few seconds (one script call
+ * for all its buckets), never per job. Each key expires a fixed time after its bucket starts
+ * (PEXPIREAT): minute buckets after 3 hours (MINUTE_RETENTION_MS), hour buckets after 8 days
+ * (HOUR_RETENTION_MS).
+ *
+ *   {<p>:history}:m:<minute ms>     hash   index of the minute: <m> -> 1 for each actor counted in it
+ *   {<p>:history}:m:<minute ms>:<m> hash   that actor's counts in that minute
+ *   {<p>:history}:h:<hour ms>       hash   index of the hour, as for a minute
+ *   {<p>:history}:h:<hour ms>:<m>   hash   that actor's counts in that hour
+ *
+ * Memory, by MEMORY USAGE on Redis 7.0 (test/history.test.ts, "history memory in Redis"): a busy
+ * actor (10 jobs/s, ~60 counts per bucket) costs ~680 B per minute and ~940 B per hour, its share of
+ * the index included; a quiet one (1 job/min) ~230 B and ~520 B. An actor busy around the clock so
+ * holds ~300 KB (180 minutes and 192 hours live at once), and each day it ran keeps ~23 KB for 8
+ * days (a quiet one: ~140 KB, ~13 KB a day). One hash per bucket with "<queue>|<actor>|<count>"
+ * fields would cost 2.6 KB per busy actor-minute, and 5.8 KB past 512 fields (~8 busy actors), where
+ * Redis stops packing a hash: hence a small hash per actor.
  */
 export const GROUP = "dray";
 
@@ -146,6 +173,11 @@ export const queuesKey = (prefix: string): string => `${prefix}:queues`;
 export const abortChannel = (prefix: string): string => `${prefix}:abort`;
 export const pausedKey = (prefix: string): string => `${prefix}:paused`;
 export const workersKey = (prefix: string): string => `${prefix}:workers`;
+/** A history bucket's index: the hash of the actors that did something in it. */
+export const historyKey = (prefix: string, resolution: "minute" | "hour", at: number): string =>
+  `{${prefix}:history}:${resolution === "minute" ? "m" : "h"}:${at}`;
+/** One actor's counts in a bucket; `member` is "<queue>|<actor>", as the index lists it. */
+export const historyActorKey = (index: string, member: string): string => `${index}:${member}`;
 export const limitKey = (prefix: string, key: string): string => `${prefix}:limit:${key}`;
 
 /** The queue a stream key belongs to (for logs and dead letters of entries that cannot be decoded). */

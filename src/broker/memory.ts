@@ -1,10 +1,13 @@
 import { MemoryControl } from "./control.ts";
+import { MemoryHistory } from "./history.ts";
 import { MalformedMessageError, type SerializedError } from "../errors.ts";
 import { decodeMessage, encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery, type Message } from "../message.ts";
 import { pendingRecord } from "../results/record.ts";
 import { MemoryJobStore } from "../results/memory.ts";
 import type { JobRecord } from "../results/types.ts";
-import type { Acked, ActorMeta, Broker, Control, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
+import type { Acked, ActorMeta, Broker, BrowsedJob, BrowseOptions, Control, DeadLetter, JobState, LimitRule, Page, QueueStats,
+  RateLimits, RetryOptions, SendRequest } from "./types.ts";
+import { browseMemory, findInMemory } from "./memory_browse.ts";
 
 interface Entry {
   entryId: string;
@@ -43,6 +46,7 @@ export class MemoryBroker implements Broker {
   readonly jobs: MemoryJobStore = new MemoryJobStore();
   readonly limits: RateLimits = new MemoryLimits();
   readonly control: Control = new MemoryControl();
+  readonly history: MemoryHistory = new MemoryHistory();
   readonly #queues = new Map<string, QueueState>();
   /** Held jobIds: until when (ms; Infinity while the job is known) and the sentAt of the holder. */
   readonly #dedup = new Map<string, { until: number; holder: number }>();
@@ -280,17 +284,29 @@ export class MemoryBroker implements Broker {
     return held !== undefined && held.until > Date.now() && held.holder !== l.message.sentAt;
   }
 
-  async purgeDeadLetters(queue: string): Promise<number> {
+  async purgeDeadLetters(queue: string, ids?: string[]): Promise<number> {
     const q = this.#q(queue);
     const n = q.dlq.length;
-    q.dlq = [];
-    return n;
+    q.dlq = ids ? q.dlq.filter((l) => !ids.includes(l.id)) : [];
+    return n - q.dlq.length;
+  }
+
+  async browse(queue: string, state: JobState, options?: BrowseOptions): Promise<Page<BrowsedJob>> {
+    return browseMemory(this.#queues.get(queue), queue, state, options, (q, id) => this.jobs.runningSince(q, id));
+  }
+
+  async findJob(queue: string, id: string, options?: { scanLimit?: number }): Promise<BrowsedJob | undefined> {
+    return findInMemory(this.#queues.get(queue), queue, id, (q, job) => this.jobs.runningSince(q, job), options);
   }
 
   async stats(queue: string): Promise<QueueStats> {
     const q = this.#q(queue);
     const ready = [...q.ready.values()].reduce((n, l) => n + l.length, 0);
     return { queue, ready, running: q.pending.size, delayed: q.delayed.length, dead: q.dlq.length };
+  }
+
+  async statsMany(queues: string[]): Promise<QueueStats[]> {
+    return await Promise.all(queues.map((queue) => this.stats(queue)));
   }
 
   async queues(): Promise<string[]> {

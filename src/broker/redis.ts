@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { Blocker } from "./blocker.ts";
 import { RedisControl } from "./control.ts";
+import { HISTORY_ADD, RedisHistory } from "./history.ts";
 import { within } from "../timers.ts";
 import { ackBatch, pruneConsumers, recoverOwn, renewLeases } from "./leases.ts";
 import type { Logger } from "pino";
@@ -10,14 +11,14 @@ import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
-import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
-import { ACK, PRUNE, RENEW } from "./lease_scripts.ts";
-import { connect, execPipeline, type Scripted } from "./connection.ts";
+import { connect, defineScripts, execPipeline, type Scripted } from "./connection.ts";
+import { browseQueue, findJob } from "./browse.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import {
   listDeadLetters, lookupActor, publishActors, purgeDeadLetters, queueStats, queueStatsMany, requeueDeadLetters,
 } from "./admin.ts";
-import type { Acked, ActorMeta, Broker, Control, DeadLetter, LimitRule, QueueStats, RateLimits, RetryOptions, SendRequest } from "./types.ts";
+import type { Acked, ActorMeta, Broker, BrowsedJob, BrowseOptions, Control, DeadLetter, JobState, LimitRule, Page, QueueStats,
+  RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 export interface RedisBrokerOptions {
   /** @default settings().redisUrl */
@@ -32,6 +33,8 @@ export interface RedisBrokerOptions {
    * (senders, which should tell their caller). @default false
    */
   patient?: boolean;
+  /** One round trip for the commands of one tick (see ConnectOptions.autoPipelining). @default false */
+  autoPipelining?: boolean;
   logger?: Logger;
 }
 
@@ -42,6 +45,7 @@ export class RedisBroker implements Broker {
   readonly jobs: RedisJobStore;
   readonly limits: RateLimits;
   readonly control: Control;
+  readonly history: RedisHistory;
   readonly #redis: Scripted;
   readonly #blocker: Blocker;
   readonly #options: RedisBrokerOptions;
@@ -64,15 +68,8 @@ export class RedisBroker implements Broker {
     this.prefix = options.prefix;
     this.consumer = options.consumer ?? `c-${crypto.randomUUID()}`;
     this.visibilityTimeout = options.visibilityTimeout ?? 10_000;
-    this.#redis = connect(options, "dray") as Scripted;
-    this.#redis.defineCommand("drayRead", { numberOfKeys: 3, lua: READ });
-    this.#redis.defineCommand("drayEnqueue", { numberOfKeys: 5, lua: ENQUEUE });
-    this.#redis.defineCommand("draySettle", { numberOfKeys: 6, lua: SETTLE });
-    this.#redis.defineCommand("drayRequeue", { numberOfKeys: 2, lua: REQUEUE });
-    this.#redis.defineCommand("drayAcquire", { numberOfKeys: 1, lua: ACQUIRE });
-    this.#redis.defineCommand("drayAck", { numberOfKeys: 3, lua: ACK });
-    this.#redis.defineCommand("drayRenew", { numberOfKeys: 2, lua: RENEW });
-    this.#redis.defineCommand("drayPrune", { numberOfKeys: 1, lua: PRUNE });
+    this.#redis = defineScripts(connect(options, "dray"));
+    this.#redis.defineCommand("drayHistoryAdd", { lua: HISTORY_ADD });
     this.#blocker = new Blocker(options, this.prefix, this.consumer, this.#redis);
     this.#reclaims = new ReclaimPacing(this.visibilityTimeout);
     // ioredis sends a command again when its connection dropped before the reply: a read sent again
@@ -91,6 +88,7 @@ export class RedisBroker implements Broker {
       subscriber: () => connect({ ...options, patient: true }, "dray-sub"),
     });
     this.control = new RedisControl(this.#redis, this.prefix);
+    this.history = new RedisHistory(this.#redis, this.prefix);
     this.limits = {
       acquire: (key: string, rule: LimitRule, token: string) => this.#redis.drayAcquire(limitKey(this.prefix, key),
         rule.kind, rule.limit, rule.kind === "concurrent" ? rule.leaseMs : rule.windowMs, token),
@@ -356,8 +354,16 @@ export class RedisBroker implements Broker {
     return requeueDeadLetters(this.#redis, this.keys(queue), ids);
   }
 
-  purgeDeadLetters(queue: string): Promise<number> {
-    return purgeDeadLetters(this.#redis, this.keys(queue));
+  purgeDeadLetters(queue: string, ids?: string[]): Promise<number> {
+    return purgeDeadLetters(this.#redis, this.keys(queue), ids);
+  }
+
+  browse(queue: string, state: JobState, options?: BrowseOptions): Promise<Page<BrowsedJob>> {
+    return browseQueue(this.#redis, this.keys(queue), queue, state, options);
+  }
+
+  findJob(queue: string, id: string, options?: { scanLimit?: number }): Promise<BrowsedJob | undefined> {
+    return findJob(this.#redis, this.keys(queue), queue, id, options);
   }
 
   stats(queue: string): Promise<QueueStats> {

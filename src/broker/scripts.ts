@@ -1,7 +1,9 @@
 /**
  * The Lua scripts: only the moves that must be atomic. Everything else uses plain commands.
  * Each script works on the keys of one queue (one hash tag). Time comes from Redis (TIME), so
- * workers with skewed clocks agree on when a delayed message is due.
+ * workers with skewed clocks agree on when a delayed message is due. The leases' scripts are in
+ * lease_scripts.ts; the read-only ones of the operator's views (counts, finding a job) in
+ * browse_scripts.ts. All but history.ts's are defined on the connection by defineScripts (connection.ts).
  */
 
 /**

@@ -35,6 +35,50 @@ export interface QueueStats {
   dead: number;
 }
 
+/** Where a job waits or runs in its queue: what {@link Broker.browse} lists. */
+export type JobState = "ready" | "running" | "delayed" | "dead";
+
+/** A job as it sits in its queue now, read without taking or changing it. */
+export interface BrowsedJob {
+  state: JobState;
+  /** The job id (the message's `id`); for an entry that cannot be decoded, its locator. */
+  id: string;
+  /**
+   * Where it sits: the stream entry id (ready, running; the letter id for dead, what `requeue` and
+   * `purgeDeadLetters` take), or for delayed the due time and member's position (opaque).
+   */
+  ref: string;
+  queue: string;
+  /** The decoded message, or the raw body when it cannot be decoded. */
+  message: Message | { raw: string };
+  /** Attempts already made. */
+  retries: number;
+  /** running: the consumer (worker id) holding it, when its run started (known for jobs with a record). */
+  consumer?: string;
+  startedAt?: number;
+  /** running: times it was delivered (more than one: reclaimed from a worker that died). */
+  deliveries?: number;
+  /** delayed: when it is due (ms since epoch). */
+  dueAt?: number;
+  /** dead: the error it died of and when. */
+  error?: SerializedError;
+  deadAt?: number;
+}
+
+/** One page of a list read from the broker: pass `next` back as `cursor` for the following page. */
+export interface Page<T> {
+  items: T[];
+  /** Absent on the last page. */
+  next?: string;
+}
+
+export interface BrowseOptions {
+  /** At most this many per page (1-500). @default 50 */
+  limit?: number;
+  /** `next` of the previous page. */
+  cursor?: string;
+}
+
 export interface Acked {
   delivery: Delivery;
   /** How long a dedup key and the job's record stay after the job settled (0 = released at once). */
@@ -108,6 +152,30 @@ export interface Control {
   workers(): Promise<WorkerInfo[]>;
 }
 
+/** The resolution of a rollup: one bucket per minute (kept hours) or per hour (kept days). */
+export type HistoryResolution = "minute" | "hour";
+
+/**
+ * What workers did, per queue and actor and per minute or hour: a bag of named counts (outcomes,
+ * duration and wait buckets; src/history/ names them). Each worker adds what it counted every few
+ * seconds in one call; readers (the dashboard) ask for a time range. Buckets expire on their own.
+ */
+export interface HistoryRow {
+  resolution: HistoryResolution;
+  /** Start of the minute or hour, ms since epoch. */
+  at: number;
+  queue: string;
+  actor: string;
+  counts: Record<string, number>;
+}
+
+export interface HistoryStore {
+  /** Adds each row's counts to what its bucket holds (one round trip for all of them). */
+  add(rows: HistoryRow[]): Promise<void>;
+  /** The rows of every bucket of `resolution` whose start is in [from, to], ms since epoch. */
+  read(resolution: HistoryResolution, from: number, to: number): Promise<HistoryRow[]>;
+}
+
 /**
  * The narrow interface the rest of dray uses. Every implementation (Redis, in-memory) must pass
  * `test/broker_conformance.ts`. Deliveries are at-least-once: a read entry stays owned by this
@@ -151,7 +219,20 @@ export interface Broker {
   deadLetters(queue: string, options?: { limit?: number }): Promise<DeadLetter[]>;
   /** Dead letters back to their queue with retries reset; all of them when `ids` is omitted. */
   requeue(queue: string, ids?: string[]): Promise<number>;
-  purgeDeadLetters(queue: string): Promise<number>;
+  /** Removes dead letters for good: those with these letter ids, or all of them. Returns how many went. */
+  purgeDeadLetters(queue: string, ids?: string[]): Promise<number>;
+  /**
+   * A page of the jobs in one state of a queue, in the order they would be taken (ready: highest
+   * priority first, then oldest; running: oldest delivery first; delayed: soonest due; dead: newest
+   * first). Reads only the page asked for, never a whole stream.
+   */
+  browse(queue: string, state: JobState, options?: BrowseOptions): Promise<Page<BrowsedJob>>;
+  /**
+   * The message of job `id` while it is in `queue` (ready, running, delayed or dead), looking at no
+   * more than `scanLimit` entries of each list (default 10,000): a job id is not indexed, and a
+   * finished job's message is gone. Undefined when not found within the limit.
+   */
+  findJob(queue: string, id: string, options?: { scanLimit?: number }): Promise<BrowsedJob | undefined>;
   stats(queue: string): Promise<QueueStats>;
   /** The stats of many queues at once, in fewer round trips than one `stats` each (src/operations.ts uses it). */
   statsMany?(queues: string[]): Promise<QueueStats[]>;
@@ -162,6 +243,8 @@ export interface Broker {
   readonly limits: RateLimits;
   /** Paused queues and live workers (src/operations.ts reads and steers them). */
   readonly control: Control;
+  /** Per-minute and per-hour rollups of what workers did (src/history/). */
+  readonly history: HistoryStore;
   /** Stops a pending blocking read so that shutdown is prompt. */
   interrupt(): void;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 /**
- * `dray <command>`: worker, scheduler, cron, dlq, queues, workers, bench. Each command lives in its own file
+ * `dray <command>`: worker, scheduler, cron, dlq, queues, workers, dashboard, bench. Each command lives in its own file
  * and owns its usage (`dray <command> --help`); this one only dispatches and reports bad usage.
  */
 import "../runtime/supported.mjs";
@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<{ run(args: string[]): Promise<void
   dlq: () => import("./dlq.ts"),
   queues: () => import("./queues.ts"),
   workers: () => import("./workers.ts"),
+  dashboard: () => import("./dashboard.ts"),
   bench: () => import("./bench.ts"),
 };
 
@@ -28,6 +29,7 @@ commands:
   queues pause|resume <queue>
                          stop or restart every worker reading a queue (within a second)
   workers [--json]       the live workers: host, pid, queues, jobs running and processed
+  dashboard              a web page for queues, jobs, dead letters, crons, workers and actors
   bench                  throughput, latency and cost per job; recommends --threads/--concurrency
 
 run 'dray <command> --help' for its options.
@@ -38,8 +40,10 @@ environment:
   DRAY_LOG_LEVEL     default info
   DRAY_LOG_FORMAT    pretty or json; default pretty when stdout is a terminal, else json
   DRAY_HEARTBEAT_MS  ms between a worker's reports that it is live (dray workers), default 5000
+  DRAY_HISTORY_MS    ms between a worker's writes of its job counts (dashboard charts), default 5000; 0: off
   DRAY_REDIS_CA      a PEM file: the CA to trust for a rediss:// URL
-  DRAY_METRICS_PORT  serve /metrics and /healthz from worker and scheduler (see their --help)`;
+  DRAY_METRICS_PORT  serve /metrics and /healthz from worker and scheduler (see their --help)
+  DRAY_DASHBOARD_TOKEN  allows the dashboard's pause, resume, requeue and purge (see its --help)`;
 
 async function main(): Promise<void> {
   const [name, ...rest] = argv();

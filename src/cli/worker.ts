@@ -29,7 +29,7 @@ options:
   -h, --help               this help
 
 environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT, DRAY_REDIS_CA,
-  DRAY_METRICS_PORT, DRAY_HEARTBEAT_MS (see 'dray --help')`;
+  DRAY_METRICS_PORT, DRAY_HEARTBEAT_MS, DRAY_HISTORY_MS (see 'dray --help')`;
 
 export async function run(args: string[]): Promise<void> {
   if (helpRequested(args, usage)) return;

@@ -1,6 +1,6 @@
 import type { SendRequest } from "../broker/types.ts";
 import type { CronJob } from "./cron.ts";
-import type { CronRun } from "./history.ts";
+import { describeCron, type CronRun, type PublishedCron } from "./history.ts";
 import type { CronLock, CronRenewal, CronRunStep, CronStore, CronWrite } from "./store.ts";
 
 /**
@@ -84,7 +84,15 @@ export class MemoryCronStore implements CronStore {
   }
 
   /** Nothing reads it back: the CLI that lists crons works on Redis. */
-  async publish(_jobs: Iterable<CronJob>): Promise<void> {}
+  readonly #published = new Map<string, PublishedCron>();
+
+  async publish(jobs: Iterable<CronJob>): Promise<void> {
+    for (const job of jobs) this.#published.set(job.name, describeCron(job));
+  }
+
+  async published(): Promise<PublishedCron[]> {
+    return [...this.#published.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
 
   async history(cron: { name: string; queue: string }, limit = 100): Promise<CronRun[]> {
     const runs = oldestFirst(this.#runs.get(key(cron.queue, cron.name)) ?? new Map()).reverse();

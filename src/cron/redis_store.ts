@@ -2,7 +2,7 @@ import type { Redis } from "ioredis";
 import { cronKeys, queueKeys } from "../broker/keys.ts";
 import { encodeMessage } from "../message.ts";
 import type { CronJob } from "./cron.ts";
-import { cronHistory, publishCrons } from "./history.ts";
+import { cronHistory, publishCrons, publishedCrons } from "./history.ts";
 import { CRON_RENEW, CRON_RUN, CRON_TICK } from "./scripts.ts";
 import type { CronLock, CronRenewal, CronRunStep, CronStore, CronWrite } from "./store.ts";
 
@@ -82,6 +82,10 @@ export class RedisCronStore implements CronStore {
 
   publish(jobs: Iterable<CronJob>): Promise<void> {
     return publishCrons(this.#redis, this.#prefix, jobs);
+  }
+
+  published() {
+    return publishedCrons(this.#redis, this.#prefix);
   }
 
   history(cron: { name: string; queue: string }, limit?: number) {

@@ -1,6 +1,6 @@
 import type { Message } from "../message.ts";
 import type { CronJob } from "./cron.ts";
-import type { CronRun } from "./history.ts";
+import type { CronRun, PublishedCron } from "./history.ts";
 
 /** One write of a ticker's pass; a pass sends all of them together (see {@link CronStore.write}). */
 export type CronWrite =
@@ -70,6 +70,8 @@ export interface CronStore {
   renew(lock: CronLock): Promise<CronRenewal>;
   /** Tells the tools which crons exist (the CLI lists them without the app modules). */
   publish(jobs: Iterable<CronJob>): Promise<void>;
+  /** The crons tickers published, by name. */
+  published(): Promise<PublishedCron[]>;
   /** The newest runs of a cron, newest first. */
   history(cron: { name: string; queue: string }, limit?: number): Promise<CronRun[]>;
 }

@@ -73,6 +73,11 @@ export class MemoryJobStore implements JobStore {
     this.#running.set(keyOf(queue, id), Date.now());
   }
 
+  /** When the job's run started (ms), while a worker holds it. */
+  runningSince(queue: string, id: string): number | undefined {
+    return this.#running.get(keyOf(queue, id));
+  }
+
   notRunning(queue: string, id: string): void {
     this.#running.delete(keyOf(queue, id));
   }

@@ -184,6 +184,28 @@ console.log(JSON.stringify({ tally, result: await job.result(), extend: typeof S
     return `${names.length} names`;
   });
 
+  await check("`npx dray dashboard` serves the page from the installed package, and dray/dashboard imports", async () => {
+    const server = start("npx", ["--no-install", "dray", "dashboard", "--port", "0"], project, true);
+    try {
+      let url;
+      for (let i = 0; i < 200 && !url; i++) {
+        url = /dray dashboard on (http:\/\/\S+)/.exec(server.output())?.[1];
+        if (!url) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert(url, `no "dray dashboard on" line:\n${server.output()}`);
+      for (const path of ["", "assets/dashboard.js", "workers"]) {
+        const res = await fetch(`${url}${path}`);
+        assert(res.status === 200, `GET /${path}: ${res.status}`);
+        await res.text();
+      }
+      const mounted = run(process.execPath, ["-e", "import('dray/dashboard').then(async (m) => { const d = m.dashboard({ token: '' }); const r = await d.fetch(new Request('http://x/assets/dashboard.css')); console.log(r.status, d.readOnly); await d.close(); })"], { cwd: project });
+      assert(mounted.out.trim().endsWith("200 true"), `dray/dashboard as a handler: ${mounted.out}`);
+      return url;
+    } finally {
+      await server.stop();
+    }
+  });
+
   await check("Node: `dray worker app.ts` without tsx says how to fix it", () => {
     writeFileSync(join(project, "typed.ts"), APP.replace("QUEUE", "\"typed\"").replace("async ({ a, b })", "async ({ a, b }: { a: number; b: number })"));
     const r = run("npx", ["--no-install", "dray", "worker", "typed.ts"], { cwd: project, timeout: 30_000 });

@@ -27,6 +27,7 @@ import { freePort } from "../../bench/chaos/redis_server.ts";
 import {
   cleanPrefix, fixture, maxOverlap, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type Span, type WorkerProcess,
 } from "../helpers.ts";
+import { dashboardChecks, dashboardSmoke } from "./dashboard.ts";
 import { commandLine, cpuDuring, isRunning, processTree, procfsAvailable } from "../procfs.ts";
 
 const rt = runtime();
@@ -364,6 +365,9 @@ const started_ = performance.now();
 try {
   await tracing();
   await endToEnd();
+  const why = await withoutRedis();
+  if (why) skip(dashboardChecks, why);
+  else await dashboardSmoke(check);
   await orphan();
   // Deno cannot stop a thread stuck on the CPU: its only isolated executor is the process one.
   const modes: Isolation[] = !full ? [defaultIsolation()] : rt === "deno" ? ["process"] : ["thread", "process"];
