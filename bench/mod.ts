@@ -47,6 +47,8 @@ export interface BenchOptions {
   results: boolean;
   /** dray's workers serve Prometheus metrics, so that a run measures what counting costs. */
   metrics?: boolean;
+  /** The workers' DRAY_HISTORY_MS (0: no history); unset: the worker's default. */
+  historyMs?: number | undefined;
   /** `dray worker --prefetch`; unset: the worker's default (its concurrency). */
   prefetch?: number | undefined;
   /** Rounds of the interleaved reference runs (dray, baseline, BullMQ ...), medians reported. */
@@ -85,7 +87,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   configure({ prefix, redisUrl });
   const redis = new Redis(redisUrl);
   const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results, prefetch: o.prefetch,
-    ...(o.metrics ? { metricsPort: await freePort() } : {}) };
+    ...(o.metrics ? { metricsPort: await freePort() } : {}), ...(o.historyMs !== undefined ? { historyMs: o.historyMs } : {}) };
   const bulls: BullSystem[] = [];
   const bullmq = o.compareBullmq ? await loadBullmq() : undefined;
   const removeSignal = onShutdownSignal(() => {
@@ -98,7 +100,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       scenario: o.scenario, runtime: o.runtime, isolation: o.isolation, results: o.results, prefix };
     log(machineLine(meta));
     log(`bench prefix ${prefix} · scenario ${o.scenario} · worker runtime ${o.runtime} · isolation ${o.isolation}` +
-      ` · result records ${o.results ? "on" : "off"}${o.metrics ? " · metrics on" : ""}`);
+      ` · result records ${o.results ? "on" : "off"}${o.metrics ? " · metrics on" : ""}` +
+      `${o.historyMs === undefined ? "" : ` · history every ${o.historyMs || "(off)"} ms`}`);
     const runOptions: RunOptions = {
       jobs: o.jobs, singleJobs: Math.min(5_000, Math.ceil(o.jobs / 4)), chunk: 1_000, maxSeconds: o.maxSeconds,
       rate: o.rate, latencySeconds: o.latencySeconds, warmupSeconds: o.warmupSeconds, startTimeoutMs: o.startTimeoutMs, log,

@@ -25,6 +25,8 @@ export interface BenchContext {
   prefetch?: number | undefined;
   /** dray workers serve metrics on this port (`--metrics-port`); undefined: metrics off. */
   metricsPort?: number | undefined;
+  /** The workers' DRAY_HISTORY_MS; undefined: their default. */
+  historyMs?: number | undefined;
 }
 
 export interface Remaining {
@@ -97,7 +99,7 @@ export class DraySystem extends DrayStream implements System {
     this.threads = config.threads;
     this.concurrency = config.concurrency;
     const prefetch = ctx.prefetch === undefined ? "" : ` p${ctx.prefetch}`;
-    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}${ctx.metricsPort ? " metrics" : ""}`;
+    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}${ctx.metricsPort ? " metrics" : ""}${ctx.historyMs === 0 ? " no-history" : ctx.historyMs ? ` history${ctx.historyMs}` : ""}`;
   }
 
   start(): Child {
@@ -107,6 +109,7 @@ export class DraySystem extends DrayStream implements System {
       ...(this.ctx.prefetch === undefined ? [] : ["--prefetch", String(this.ctx.prefetch)]),
       ...(this.ctx.metricsPort === undefined ? [] : ["--metrics-port", String(this.ctx.metricsPort)])], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
+      ...(this.ctx.historyMs === undefined ? {} : { DRAY_HISTORY_MS: String(this.ctx.historyMs) }),
     }, drayReady);
   }
 }

@@ -90,7 +90,9 @@ async function runningPage(redis: Scripted, k: QueueKeys, queue: string, limit: 
   const items = rows.map((row): BrowsedJob => {
     const [, id, consumer, deliveries, fields, startedAt] = row as [string, string, string, number, string[], string];
     const raw = fieldsOf(fields);
-    const item: BrowsedJob = { ...jobItem("running", queue, id, raw.m, Number(raw.r ?? 0) || 0), consumer, deliveries: Number(deliveries) };
+    const item: BrowsedJob = {
+      ...jobItem("running", queue, id, raw.m, Number(raw.r ?? 0) || 0), consumer, deliveries: Number(deliveries),
+    };
     // Only a body that decodes names a job whose run can be tracked.
     if (startedAt && !("raw" in item.message)) item.startedAt = Number(startedAt);
     return item;

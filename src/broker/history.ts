@@ -109,6 +109,8 @@ return n
 export class RedisHistory implements HistoryStore {
   readonly #redis: Scripted;
   readonly #prefix: string;
+  /** The actors ("<queue>|<actor>") the last read at each resolution found: see read. */
+  readonly #found: Record<HistoryResolution, string[]> = { minute: [], hour: [] };
 
   constructor(redis: Scripted, prefix: string) {
     this.#redis = redis;
@@ -145,33 +147,43 @@ export class RedisHistory implements HistoryStore {
   }
 
   /**
-   * Two round trips of plain commands, however many buckets: the indexes of the buckets in range,
-   * then the counts of every actor they list. Nothing here needs to be atomic, and a script doing both
-   * would hold Redis for every hash of a long range at once.
+   * Plain commands, one round trip as a rule however many buckets: the indexes of the buckets in
+   * range, sent with the counts of every actor the previous read at this resolution found, in each
+   * bucket (a dashboard reads about the same range every few seconds, and the actors of one minute
+   * are mostly those of the next; a bucket an actor skipped answers an empty hash, a lookup of a
+   * missing key). Only actors an index lists beyond those cost a second round trip, for their
+   * counts. Nothing here needs to be atomic, and a script doing both would hold Redis for every hash
+   * of a long range at once.
    */
   async read(resolution: HistoryResolution, from: number, to: number): Promise<HistoryRow[]> {
     const starts = bucketStarts(resolution, from, to);
     if (starts.length === 0) return [];
     const indexes = starts.map((at) => historyKey(this.#prefix, resolution, at));
+    const guessed = indexes.flatMap((index) => this.#found[resolution].map((member) => historyActorKey(index, member)));
     const pipe = this.#redis.pipeline();
     for (const index of indexes) pipe.hkeys(index);
-    const listed = (await execPipeline(pipe)) as string[][];
-    const wanted: Array<{ at: number; member: string }> = [];
-    const counts = this.#redis.pipeline();
+    for (const key of guessed) pipe.hgetall(key);
+    const replies = await execPipeline(pipe);
+    const listed = replies.slice(0, indexes.length) as string[][];
+    const counts = new Map(guessed.map((key, i) => [key, replies[indexes.length + i] as Record<string, string>]));
+    const missing = listed.flatMap((members, i) => (members ?? []).map((member) => historyActorKey(indexes[i]!, member)))
+      .filter((key) => !counts.has(key));
+    if (missing.length > 0) {
+      const more = this.#redis.pipeline();
+      for (const key of missing) more.hgetall(key);
+      (await execPipeline(more)).forEach((reply, i) => counts.set(missing[i]!, reply as Record<string, string>));
+    }
+    const rows: HistoryRow[] = [];
+    const found = new Set<string>();
     listed.forEach((members, i) => {
       for (const member of members ?? []) {
-        wanted.push({ at: starts[i]!, member });
-        counts.hgetall(historyActorKey(indexes[i]!, member));
+        found.add(member);
+        const fields = Object.entries(counts.get(historyActorKey(indexes[i]!, member)) ?? {});
+        const row = rowOf(resolution, starts[i]!, member, fields.map(([name, v]): [string, number] => [name, Number(v)]));
+        if (row) rows.push(row);
       }
     });
-    if (wanted.length === 0) return [];
-    const replies = (await execPipeline(counts)) as Array<Record<string, string>>;
-    const rows: HistoryRow[] = [];
-    wanted.forEach(({ at, member }, i) => {
-      const fields = Object.entries(replies[i] ?? {}).map(([name, v]): [string, number] => [name, Number(v)]);
-      const row = rowOf(resolution, at, member, fields);
-      if (row) rows.push(row);
-    });
+    this.#found[resolution] = [...found];
     return rows.sort(byActor);
   }
 }

@@ -44,7 +44,7 @@
  *   {<p>:<q>}:running               hash   job id -> ms its run started, for jobs with a record that a
  *                                          worker holds: one HSET per read batch, HDEL when settled, so
  *                                          "running" costs no write per job. Read by job.status() and
- *                                          browse.ts (when a running job started). Plus
+ *                                          the RUNNING script (browse_scripts.ts: when a job started). Plus
  *                                          the field "" ({@link runningPin}), never removed
  *   {<p>:<q>}:aborted               set    ids of jobs aborted before they settled; workers load it at
  *                                          start, skip those jobs and SREM them when they settle

@@ -24,6 +24,8 @@ options:
   --results on|off      off: no result record per job (default on)
   --metrics on|off      on: dray's workers serve Prometheus metrics (--metrics-port), to measure
                         what counting costs (default off)
+  --history-ms N        the workers' DRAY_HISTORY_MS: how often they write the dashboard's
+                        per-minute history; 0 turns it off (default: the worker's, 5000)
   --compare bullmq      add BullMQ's workers to the reference runs
   --rounds N            interleaved rounds of the reference runs (default 2)
   --no-baseline         skip the bare Streams loop and the thread-hop loop
@@ -94,6 +96,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       rounds: { type: "string", default: "2" },
       results: { type: "string", default: "on" },
       metrics: { type: "string", default: "off" },
+      "history-ms": { type: "string" },
       prefetch: { type: "string" },
       "no-baseline": { type: "boolean", default: false },
     },
@@ -111,6 +114,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     compareBullmq: values.compare === "bullmq",
     results: oneOf("--results", values.results, ["on", "off"]) === "on",
     metrics: oneOf("--metrics", values.metrics, ["on", "off"]) === "on",
+    ...(values["history-ms"] !== undefined ? { historyMs: nonNegativeInt("--history-ms", values["history-ms"]) } : {}),
     ...(values.prefetch !== undefined ? { prefetch: nonNegativeInt("--prefetch", values.prefetch) } : {}),
     rounds: positiveInt("--rounds", values.rounds),
     baseline: !values["no-baseline"],
