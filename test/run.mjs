@@ -2,11 +2,13 @@
 // `npm test`: the whole suite, as CI runs it. Plain JS so that Node can start it before anything is
 // installed. It (1) makes sure Bun (a devDependency) and Deno (installed outside the project: a
 // `deno` in node_modules/.bin breaks `deno task`) are there, (2) typechecks, (3) runs the core suite
-// on Bun, (4) runs the smoke suite on each of Bun, Deno and Node, (5) packs the package and uses it
-// from a fresh project on each runtime (test/package/consumer.mjs), (6) checks that JSR would take
-// it (`deno publish --dry-run`), and ends with one line
+// on Bun, (4) runs the smoke suite on each of Bun, Deno and Node, (5) drives the dashboard in
+// headless Chromium (test/browser/dashboard.ts), (6) packs the package and uses it from a fresh
+// project on each runtime (test/package/consumer.mjs), (7) checks that JSR would take it
+// (`deno publish --dry-run`), and ends with one line
 // `N passed, N failed, N skipped` over all of them. Skipped are what cannot run here (tests that need
-// Redis when it is absent outside CI), counted apart so that they are not mistaken for passes.
+// Redis or Chromium when it is absent outside CI), counted apart so that they are not mistaken for
+// passes.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
@@ -97,6 +99,16 @@ for (const [name, [cmd, args]] of Object.entries(runtimes)) {
   const skipped = Number(m?.[3] ?? 0);
   if (code !== 0 && failed === 0) failed = 1;
   suites.push({ name: `smoke (${name})`, passed, failed, skipped });
+}
+
+console.log("\n# browser: the dashboard in Chromium");
+{
+  // The test itself fails when CI lacks Chromium (.ci/run installs it) and skips without it elsewhere.
+  const [code, out] = await run(process.execPath, ["--import", "tsx", join(root, "test/browser/dashboard.ts")], env);
+  const m = /^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$/m.exec(out);
+  let failed = Number(m?.[2] ?? 0);
+  if (code !== 0 && failed === 0) failed = 1;
+  suites.push({ name: "browser", passed: Number(m?.[1] ?? 0), failed, skipped: Number(m?.[3] ?? 0) });
 }
 
 console.log("\n# package: npm pack, installed in a fresh project, used on Node, Bun and Deno");

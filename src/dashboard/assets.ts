@@ -122,6 +122,8 @@ table { border-collapse: collapse; width: 100%; background: var(--card); border:
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .03em; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td time, th { white-space: nowrap; }
+#workers code { white-space: nowrap; word-break: normal; }
 td code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; word-break: break-all; }
 a { color: var(--accent); }
 button { padding: 4px 10px; border-radius: 4px; border: 1px solid var(--line); background: #fff; cursor: pointer; font: inherit; }

@@ -14,8 +14,8 @@ export interface MinutePoint {
   failed: number;
 }
 
-const width = 720;
-const height = 150;
+const width = 1200;
+const height = 200;
 const pad = { left: 44, right: 8, top: 10, bottom: 22 };
 
 export function minuteChart(points: MinutePoint[], label: string): Html {

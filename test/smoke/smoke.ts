@@ -27,6 +27,7 @@ import { freePort } from "../../bench/chaos/redis_server.ts";
 import {
   cleanPrefix, fixture, maxOverlap, REDIS_URL, redisAvailable, spawnWorker, started, testPrefix, until, type Span, type WorkerProcess,
 } from "../helpers.ts";
+import { assert, check, fail, finish, skip } from "../checks.ts";
 import { dashboardChecks, dashboardSmoke } from "./dashboard.ts";
 import { commandLine, cpuDuring, isRunning, processTree, procfsAvailable } from "../procfs.ts";
 
@@ -34,39 +35,9 @@ const rt = runtime();
 const full = process.argv.includes("--full");
 const limit = 200; // the fixtures' timeLimit
 const slack = 250;
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-
 // Workers start with this very binary unless told otherwise.
 const binVar = `${rt.toUpperCase()}_BIN`;
 process.env[binVar] ??= process.execPath;
-
-async function check(name: string, body: () => Promise<string | void>, timeoutMs = 30_000): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const note = await Promise.race([
-      body(),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs))),
-    ]);
-    console.log(`ok - ${name}${note ? ` (${note})` : ""}`);
-    passed++;
-    return true;
-  } catch (error) {
-    console.log(`not ok - ${name}`);
-    console.log(`  # ${String((error as Error)?.message ?? error).split("\n").join("\n  # ")}`);
-    failed++;
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Checks that cannot run here: counted apart, so that the summary does not pass them silently. */
-function skip(names: string[], why: string): void {
-  for (const name of names) console.log(`ok - ${name} # SKIP ${why}`);
-  skipped += names.length;
-}
 
 /** Why checks that need Redis cannot run ("" when they can). Throws in CI, as redisAvailable does. */
 async function withoutRedis(): Promise<string> {
@@ -74,10 +45,6 @@ async function withoutRedis(): Promise<string> {
 }
 
 const noProcfs = "no /proc on this system";
-
-function assert(ok: unknown, message: string): asserts ok {
-  if (!ok) throw new Error(message);
-}
 
 /** Through a real worker process of this runtime and Redis. */
 async function endToEnd(): Promise<void> {
@@ -373,10 +340,7 @@ try {
   const modes: Isolation[] = !full ? [defaultIsolation()] : rt === "deno" ? ["process"] : ["thread", "process"];
   for (const isolation of modes) await direct(isolation);
 } catch (error) {
-  console.log(`not ok - the smoke suite itself failed`);
-  console.log(`  # ${(error as Error)?.stack ?? error}`);
-  failed++;
+  fail("the smoke suite itself failed", String((error as Error)?.stack ?? error));
 }
 console.log(`# ${rt} ${(process.versions as Record<string, string | undefined>)[rt] ?? process.version} in ${Math.round((performance.now() - started_) / 1000)} s`);
-console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(failed > 0 ? 1 : 0);
+finish();

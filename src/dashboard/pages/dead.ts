@@ -29,7 +29,7 @@ ${action(view, `/api/dead/${encodeURIComponent(queue)}/purge`, `Purge all`, { fi
 </div>
 </form>
 <table id="letters">
-<thead><tr><th><input type="checkbox" id="select-all" aria-label="select all"></th><th>Job</th><th>Actor</th><th>Died</th><th class="num">Attempts</th><th>Reason</th><th>Payload</th><th></th></tr></thead>
+<thead><tr><th><input type="checkbox" id="select-all" aria-label="select all"></th><th>Job</th><th>Actor</th><th>Died</th><th class="num">Retries</th><th>Reason</th><th>Payload</th><th></th></tr></thead>
 <tbody>${letters.items.length === 0 ? html`<tr><td colspan="8" class="muted">No dead letters.</td></tr>` : letters.items.map((l) => {
     const m = "raw" in l.message ? undefined : l.message;
     return html`<tr data-letter="${l.ref}">
