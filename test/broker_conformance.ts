@@ -2,22 +2,16 @@
  * The one conformance suite every Broker implementation must pass (Redis, in-memory). Each case is
  * given/when/then on a fresh broker with its own prefix.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect } from "bun:test";
 import type { Redis } from "ioredis";
 import { workersKey } from "../src/broker/keys.ts";
 import type { Broker, WorkerInfo } from "../src/broker/types.ts";
 import type { Delivery, MalformedDelivery, Message } from "../src/message.ts";
+import { fixtureTest, type BrokerFixture } from "./conformance_fixture.ts";
 import { sleep } from "./helpers.ts";
 import { browseConformance } from "./browse_conformance.ts";
 
-export interface BrokerFixture {
-  broker: Broker;
-  /** Adds an entry the way a foreign program would (not through enqueue). */
-  addRaw(queue: string, body: string): Promise<void>;
-  /** Another worker on the same data (Redis: another consumer; memory: the same broker, whose claims differ). */
-  peer(): Promise<Broker>;
-  cleanup(): Promise<void>;
-}
+export type { BrokerFixture } from "./conformance_fixture.ts";
 
 let seq = 0;
 function msg(queue: string, over: Partial<Message> = {}): Message {
@@ -35,15 +29,7 @@ const ok = (ds: Array<Delivery | MalformedDelivery>): Delivery[] => ds.filter((d
 
 /** `enabled` is known before the tests are registered, so that bun reports them as skipped when false. */
 export function brokerConformance(name: string, make: (visibilityTimeout: number) => Promise<BrokerFixture>, enabled: boolean) {
-  const it = (title: string, body: (f: BrokerFixture) => Promise<void>, visibility = 10_000) =>
-    test.skipIf(!enabled)(title, async () => {
-      const f = await make(visibility);
-      try {
-        await body(f);
-      } finally {
-        await f.cleanup();
-      }
-    }, 20_000);
+  const it = fixtureTest(make, enabled);
 
   // The read-only views' cases (browse, findJob, purge by id, statsMany) live in their own file.
   browseConformance(name, make, enabled);

@@ -3,11 +3,11 @@
  * part of brokerConformance (broker_conformance.ts): every broker passes them. Given/when/then on
  * a fresh broker with its own prefix.
  */
-import { describe, expect, test } from "bun:test";
+import { describe, expect } from "bun:test";
 import { ConfigError } from "../src/errors.ts";
 import type { Broker, BrowsedJob, JobState } from "../src/broker/types.ts";
 import type { Delivery, MalformedDelivery, Message } from "../src/message.ts";
-import type { BrokerFixture } from "./broker_conformance.ts";
+import { fixtureTest, type BrokerFixture } from "./conformance_fixture.ts";
 import { sleep } from "./helpers.ts";
 
 let seq = 0;
@@ -35,15 +35,7 @@ async function allPages(broker: Broker, queue: string, state: JobState, limit: n
 }
 
 export function browseConformance(name: string, make: (visibilityTimeout: number) => Promise<BrokerFixture>, enabled: boolean) {
-  const it = (title: string, body: (f: BrokerFixture) => Promise<void>, visibility = 10_000) =>
-    test.skipIf(!enabled)(title, async () => {
-      const f = await make(visibility);
-      try {
-        await body(f);
-      } finally {
-        await f.cleanup();
-      }
-    }, 20_000);
+  const it = fixtureTest(make, enabled);
 
   describe(`broker conformance, browsing: ${name}`, () => {
     it("ready: highest level first, oldest first, paged by cursor with none twice and none missing", async ({ broker }) => {

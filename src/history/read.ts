@@ -11,15 +11,9 @@ const minuteMs = 60_000;
 const hourMs = 3_600_000;
 const maxThroughputMs = 24 * hourMs;
 
-/** One minute of a throughput chart: what every worker counted in it, summed over actors. */
-export interface ThroughputPoint {
-  /** Start of the minute, ms since epoch. */
-  at: number;
-  /** Runs started. */
-  started: number;
+/** Outcomes as the history counts them, summed over what a point or a row covers. */
+export interface OutcomeCounts {
   completed: number;
-  /** Runs that did not succeed: retried, dead or failed (result refused). */
-  failed: number;
   retried: number;
   dead: number;
   aborted: number;
@@ -28,6 +22,16 @@ export interface ThroughputPoint {
   deferred: number;
   /** Time-limit kills of a thread or process. */
   kills: number;
+}
+
+/** One minute of a throughput chart: what every worker counted in it, summed over actors. */
+export interface ThroughputPoint extends OutcomeCounts {
+  /** Start of the minute, ms since epoch. */
+  at: number;
+  /** Runs started. */
+  started: number;
+  /** Runs that did not succeed: retried, dead or failed (result refused). */
+  failed: number;
 }
 
 export interface ThroughputOptions {
@@ -81,21 +85,13 @@ function zeroPoint(at: number): ThroughputPoint {
 }
 
 /** One actor over a window: what the per-actor page shows. Timings in ms; null when nothing was timed. */
-export interface ActorStats {
+export interface ActorStats extends OutcomeCounts {
   queue: string;
   actor: string;
   /** Runs started. */
   runs: number;
-  completed: number;
   /** Runs that did not succeed: retried + dead + failed (result refused). */
   failures: number;
-  retried: number;
-  dead: number;
-  aborted: number;
-  skipped: number;
-  deferred: number;
-  /** Time-limit kills. */
-  kills: number;
   /** How long completed runs ran. */
   duration: { p50: number; p95: number; p99: number; mean: number } | null;
   /** From entering the queue ready (sent, due, retried) to the start. */
