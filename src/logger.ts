@@ -32,6 +32,15 @@ export function logFormatSetting(): LogFormat | undefined {
  * it starts (pretty at a terminal), so that pool threads and child processes log as it does.
  */
 export function createLogger(format: LogFormat = logFormatSetting() ?? "json", load: () => PinoPretty = loadPinoPretty): Logger {
+  const logger = baseLogger(format, load);
+  // One of the processes of `dray worker --processes N` (src/cli/fleet.ts): they share one stdout,
+  // so each line says whose it is. Threads inherit the variable, so their lines say it too.
+  const index = env("DRAY_PROCESS_INDEX");
+  if (!index) return logger;
+  return logger.child({ process: /^\d+$/.test(index) ? Number(index) : index });
+}
+
+function baseLogger(format: LogFormat, load: () => PinoPretty): Logger {
   const options = { name: "dray", level: env("DRAY_LOG_LEVEL") || "info" };
   if (format === "json") return pino(options);
   let stream: DestinationStream;

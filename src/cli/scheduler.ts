@@ -1,14 +1,13 @@
 import { parseArgs } from "node:util";
-import { RedisBroker } from "../broker/redis.ts";
 import { settings } from "../config.ts";
 import { crons } from "../cron/cron.ts";
-import { cronStoreFor } from "../cron/stores.ts";
-import { Ticker } from "../cron/ticker.ts";
 import { ConfigError, UsageError } from "../errors.ts";
-import { exit, onShutdownSignal } from "../runtime/mod.ts";
+import { exit } from "../runtime/mod.ts";
 import { loadModules } from "../worker.ts";
 import { metricsFlags } from "./worker.ts";
 import { useCliLogger } from "./log_format.ts";
+import { onStopSignals } from "./signals.ts";
+import { standaloneTicker } from "./ticker.ts";
 import { helpRequested } from "./usage.ts";
 
 export const usage = `usage: dray scheduler <module...>
@@ -37,31 +36,24 @@ export async function run(args: string[]): Promise<void> {
   await loadModules(positionals);
   if (crons.size === 0) throw new ConfigError(`no crons defined in ${positionals.join(", ")}`);
   const s = settings();
-  const broker = new RedisBroker({ url: s.redisUrl, prefix: s.prefix, patient: true, logger: s.logger });
+  const ticker = standaloneTicker(s.logger);
   // Before the first tick: a taken port ends the start here.
   const metrics = metricsPort === undefined ? undefined : await (await import("../metrics/mod.ts"))
-    .serveSchedulerMetrics({ port: metricsPort, host: metricsHost, logger: s.logger, broker })
+    .serveSchedulerMetrics({ port: metricsPort, host: metricsHost, logger: s.logger, broker: ticker.broker })
     .catch(async (error: unknown) => {
-      await broker.close();
+      await ticker.stop();
       throw error;
     });
-  const ticker = new Ticker({ store: cronStoreFor(broker), jobs: crons, logger: s.logger });
   const stopped = new Promise<void>((resolve) => {
-    let first = 0;
-    onShutdownSignal((signal) => {
-      // A launcher forwards the terminal's Ctrl-C, so a copy may follow right behind the first.
-      if (first > 0 && Date.now() - first < 1_000) return;
-      if (first > 0) exit(1);
-      first = Date.now();
+    onStopSignals((signal) => {
       s.logger.info({ signal }, "scheduler stopping");
       void ticker.stop().then(resolve);
-    });
+    }, () => exit(1));
   });
   ticker.start();
   s.logger.info({ crons: [...crons.keys()] }, "scheduler started");
   await stopped;
   await metrics?.close();
-  await broker.close();
   // App modules may hold handles (pools, timers) that would keep the process up.
   exit(0);
 }

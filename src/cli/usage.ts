@@ -29,3 +29,26 @@ export function usageProblem(error: unknown): string | undefined {
   if (missing) return `option '${missing[1]}' needs a value`;
   return first.charAt(0).toLowerCase() + first.slice(1);
 }
+
+/** What `parseArgs({ tokens: true })` says of one option on the line. */
+interface OptionToken {
+  kind: string;
+  name?: string;
+  index: number;
+  inlineValue?: boolean | undefined;
+  value?: string | undefined;
+}
+
+/**
+ * `args` less the options named in `names` and their values (`--flag v` and `--flag=v` alike), found
+ * by the tokens of the parse that read `args`, so that a value equal to a flag's name stays.
+ */
+export function argsWithout(args: string[], tokens: readonly OptionToken[], names: readonly string[]): string[] {
+  const drop = new Set<number>();
+  for (const t of tokens) {
+    if (t.kind !== "option" || !names.includes(t.name!)) continue;
+    drop.add(t.index);
+    if (t.value !== undefined && t.inlineValue === false) drop.add(t.index + 1);
+  }
+  return args.filter((_, i) => !drop.has(i));
+}

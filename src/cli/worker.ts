@@ -1,18 +1,24 @@
 import { parseArgs } from "node:util";
+import { settings } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { startWorker } from "../worker.ts";
-import { env, exit } from "../runtime/mod.ts";
+import { cpuCount, env, exit } from "../runtime/mod.ts";
 import type { Isolation } from "../executor/mod.ts";
 import { useCliLogger } from "./log_format.ts";
-import { helpRequested } from "./usage.ts";
+import { argsWithout, helpRequested } from "./usage.ts";
 
 export const usage = `usage: dray worker <module...> [options]
 
 Runs the actors these modules define: reads their queues, runs each job in a pool of threads (or
 processes) under its time limit, retries and dead-letters. The first SIGTERM or Ctrl-C stops it
-gracefully, a second at once. Exits 1 if jobs were left unsettled (they stay in Redis for others).
+gracefully, a second at once. Exits 1 if jobs were left unsettled (they stay in Redis for others;
+with --processes, if any process did not stop cleanly).
 
 options:
+  --processes N|auto       run N worker processes under this one (auto: one per core; default 1):
+                           each a whole worker (--concurrency, --threads, --max-memory are per
+                           process, logs say "process": i), restarted if it exits unasked (after
+                           1 s, doubling to 30 s); crons tick here, once; signals are passed on
   --queues a,b             read only these queues (default: every queue of the modules' actors)
   --concurrency N          jobs running at once across the worker (default 16)
   --threads N              threads or processes in the pool (default: one per core)
@@ -24,7 +30,8 @@ options:
   --visibility-timeout MS  a job held this long by a silent worker is taken by another (default 10000)
   --no-cron                no cron ticker in this worker (its cron jobs still run)
   --metrics-port N         serve GET /metrics (Prometheus) and GET /healthz on this port
-                           (default: off; env DRAY_METRICS_PORT)
+                           (default: off; env DRAY_METRICS_PORT); with --processes, process i
+                           (0-based) serves on N+i
   --metrics-host ADDR      the address it listens on (default 0.0.0.0)
   -h, --help               this help
 
@@ -33,10 +40,12 @@ environment: REDIS_URL, DRAY_PREFIX, DRAY_LOG_LEVEL, DRAY_LOG_FORMAT, DRAY_REDIS
 
 export async function run(args: string[]): Promise<void> {
   if (helpRequested(args, usage)) return;
-  const { values, positionals } = parseArgs({
+  const { values, positionals, tokens } = parseArgs({
     args,
     allowPositionals: true,
+    tokens: true,
     options: {
+      processes: { type: "string" },
       queues: { type: "string" },
       concurrency: { type: "string" },
       threads: { type: "string" },
@@ -56,7 +65,17 @@ export async function run(args: string[]): Promise<void> {
   }
   if (positionals.length === 0) throw new UsageError("give at least one app module that defines actors");
   const metrics = metricsFlags(values["metrics-port"], values["metrics-host"]);
+  const processes = processCount(values.processes);
+  if (metrics.metricsPort !== undefined && metrics.metricsPort + processes - 1 > 65_535) {
+    throw new UsageError(`--metrics-port ${metrics.metricsPort} leaves no room for ${processes} processes (port + i must be at most 65535)`);
+  }
   useCliLogger();
+  if (processes > 1) {
+    return (await import("./fleet.ts")).runFleet({
+      processes, modules: positionals, args: argsWithout(args, tokens, ["processes", "metrics-port"]),
+      metricsPort: metrics.metricsPort, cron: !values["no-cron"], logger: settings().logger,
+    });
+  }
   const worker = await startWorker({
     modules: positionals,
     ...(values.queues ? { queues: values.queues.split(",").map((q) => q.trim()).filter(Boolean) } : {}),
@@ -91,6 +110,15 @@ export function metricsFlags(port: string | undefined, host: string | undefined)
   }
   if (host !== undefined && host.trim() === "") throw new UsageError("--metrics-host must not be empty");
   return { metricsPort: n, ...(host !== undefined ? { metricsHost: host } : {}) };
+}
+
+/** `--processes`: a positive whole number, or `auto` for one per core. */
+function processCount(raw: string | undefined): number {
+  if (raw === undefined) return 1;
+  if (raw === "auto") return cpuCount();
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isInteger(n) || n < 1) throw new UsageError(`--processes must be a positive integer or auto, not "${raw}"`);
+  return n;
 }
 
 export function nonNegativeInt(flag: string, raw: string): number {

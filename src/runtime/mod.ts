@@ -31,6 +31,11 @@ export function env(name: string): string | undefined {
   }
 }
 
+/** This process's environment with `extra` on top, for a child process. */
+export function envWith(extra: Record<string, string>): Record<string, string | undefined> {
+  return { ...process.env, ...extra };
+}
+
 /** Sets a variable for this process and the threads and children it starts from now on. */
 export function setEnv(name: string, value: string): void {
   process.env[name] = value;
@@ -68,6 +73,20 @@ export function cwd(): string {
 
 export function rssBytes(): number {
   return process.memoryUsage().rss;
+}
+
+/**
+ * Sends `signal` to a child by its pid; false when it is gone already. Not ChildProcess.kill(): on
+ * Deno, after that its exit event names the signal sent as the cause, whatever the code the child
+ * then exited with, so a clean stop could not be told from a failed one.
+ */
+export function signalProcess(pid: number, signal: string): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Calls `handler` on SIGTERM and SIGINT; returns a function that removes it. */

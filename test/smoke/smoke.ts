@@ -4,8 +4,9 @@
  *   deno run --allow-env --allow-net --allow-read --allow-sys=hostname,osRelease,cpus --allow-run test/smoke/smoke.ts
  *   node --import tsx test/smoke/smoke.ts
  * It starts a worker on the runtime it runs on and checks the delivery path and the hard kill of a
- * busy loop end to end, and that a child process stuck in a loop dies with a worker killed by
- * SIGKILL, then stops each kind of hang with this runtime's executors directly. Prints
+ * busy loop end to end, that a child process stuck in a loop dies with a worker killed by SIGKILL,
+ * and that `dray worker --processes 2` starts and stops (./processes.ts), then stops each kind of
+ * hang with this runtime's executors directly. Prints
  * "ok - ..." / "not ok - ..." per check ("ok - ... # SKIP why" for one that cannot run here: no Redis
  * outside CI, no /proc) and ends with exactly one line "N passed, N failed, N skipped".
  * `--full` also runs the process executor where threads are the default, and adds the slow
@@ -29,6 +30,7 @@ import {
 } from "../helpers.ts";
 import { assert, check, fail, finish, skip } from "../checks.ts";
 import { dashboardChecks, dashboardSmoke } from "./dashboard.ts";
+import { processesChecks, processesSmoke } from "./processes.ts";
 import { commandLine, cpuDuring, isRunning, processTree, procfsAvailable } from "../procfs.ts";
 
 const rt = runtime();
@@ -333,8 +335,11 @@ try {
   await tracing();
   await endToEnd();
   const why = await withoutRedis();
-  if (why) skip(dashboardChecks, why);
-  else await dashboardSmoke(check);
+  if (why) skip([...dashboardChecks, ...processesChecks], why);
+  else {
+    await dashboardSmoke(check);
+    await processesSmoke(check);
+  }
   await orphan();
   // Deno cannot stop a thread stuck on the CPU: its only isolated executor is the process one.
   const modes: Isolation[] = !full ? [defaultIsolation()] : rt === "deno" ? ["process"] : ["thread", "process"];
