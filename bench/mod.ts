@@ -39,6 +39,8 @@ export interface BenchOptions {
   jobs: number;
   threads: number[];
   concurrency: number[];
+  /** `dray worker --processes` values to sweep. @default [1] */
+  processes?: number[];
   /** Runtime of the worker (and of the baseline and BullMQ processes). */
   runtime: RuntimeName;
   isolation: Isolation;
@@ -160,11 +162,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 /** Every threads x concurrency cell; `--isolation inline` has no threads, so one row per concurrency. */
 async function sweep(ctx: BenchContext, o: BenchOptions, ro: RunOptions, log: (l: string) => void): Promise<RunResult[]> {
   const threads = o.isolation === "inline" ? o.threads.slice(0, 1) : o.threads;
+  const processes = o.processes ?? [1];
   const cells: RunResult[] = [];
-  const total = threads.length * o.concurrency.length;
-  for (const t of threads) {
+  const total = processes.length * threads.length * o.concurrency.length;
+  for (const n of processes) for (const t of threads) {
     for (const c of o.concurrency) {
-      const r = await runOnce(ctx, new DraySystem(ctx, { threads: t, concurrency: c, isolation: o.isolation }), ro);
+      const r = await runOnce(ctx, new DraySystem(ctx, { threads: t, concurrency: c, isolation: o.isolation, processes: n }), ro);
       if (r.status !== "ok" && o.isolation !== "inline" && /isolation "\w+" is not available/.test(r.note ?? "")) {
         // Until the thread and process executors exist, measure what does: say so loudly.
         log(`isolation "${o.isolation}" is not available in this build: falling back to --isolation inline`);
@@ -186,7 +189,7 @@ async function sweep(ctx: BenchContext, o: BenchOptions, ro: RunOptions, log: (l
 async function referenceRounds(ctx: BenchContext, o: BenchOptions, ro: RunOptions, rec: Recommendation | undefined,
   bulls: BullSystem[], log: (l: string) => void, bullmq: BullSystems | undefined): Promise<Reference[]> {
   const systems: System[] = [];
-  if (rec) systems.push(new DraySystem(ctx, { threads: rec.threads, concurrency: rec.concurrency, isolation: o.isolation } satisfies DrayConfig));
+  if (rec) systems.push(new DraySystem(ctx, { threads: rec.threads, concurrency: rec.concurrency, isolation: o.isolation, processes: rec.processes } satisfies DrayConfig));
   if (o.baseline) systems.push(new BaselineSystem(ctx), new BaselineSystem(ctx, true));
   if (bullmq) {
     const make = (mode: "inprocess" | "threads", c: number) => {

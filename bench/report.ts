@@ -39,7 +39,10 @@ export function table(head: string[], rows: string[][]): string {
 }
 
 export function sweepTable(cells: RunResult[]): string {
-  return table(["threads", "conc", ...HEAD], cells.map((c) => [String(c.threads ?? "-"), String(c.concurrency ?? "-"), ...metrics(c)]));
+  // A processes column only when the sweep had more than one process per worker.
+  const procs = cells.some((c) => (c.processes ?? 1) > 1);
+  return table([...(procs ? ["procs"] : []), "threads", "conc", ...HEAD], cells.map((c) =>
+    [...(procs ? [String(c.processes ?? 1)] : []), String(c.threads ?? "-"), String(c.concurrency ?? "-"), ...metrics(c)]));
 }
 
 /** The interleaved reference runs (medians), each with dray's throughput ratio to it. */

@@ -35,6 +35,8 @@ export interface RunResult {
   kind: System["kind"];
   threads?: number;
   concurrency?: number;
+  /** dray run with `--processes` above 1. */
+  processes?: number;
   status: "ok" | "did not start" | "failed";
   note?: string;
   enqueue: { bulkJobsPerSec: number; singleJobsPerSec: number };
@@ -66,6 +68,7 @@ export async function runOnce(ctx: BenchContext, system: System, o: RunOptions):
     label: system.label, kind: system.kind,
     ...(system.threads !== undefined ? { threads: system.threads } : {}),
     ...(system.concurrency !== undefined ? { concurrency: system.concurrency } : {}),
+    ...((system.processes ?? 1) > 1 ? { processes: system.processes } : {}),
     status: "ok", enqueue, processing: { jobs: 0, seconds: 0, jobsPerSec: 0, complete: false }, latency: null,
     peakRssMb: null, workerCpuMsPerJob: null, redisCpuMsPerJob: null,
     redisCommandsPerJob: null, enqueueCommandsPerJob: null, processCommandsPerJob: null, commandsPerJob: {},

@@ -136,14 +136,19 @@ export function spawnChild(command: string[], extraEnv: Record<string, string>,
 }
 
 /** Ready when a pino line says "worker started"; its `time` is when the consume loop began. */
-export function drayReady(line: string): number | undefined {
-  if (!line.includes("worker started")) return undefined;
-  try {
-    const log = JSON.parse(line) as { msg?: string; time?: number };
-    return log.msg === "worker started" ? (log.time ?? Date.now()) : undefined;
-  } catch {
-    return undefined;
-  }
+export function drayReady(processes = 1): (line: string) => number | undefined {
+  // With --processes N the run starts once every one of them has started, not the first.
+  let seen = 0;
+  return (line) => {
+    if (!line.includes("worker started")) return undefined;
+    try {
+      const log = JSON.parse(line) as { msg?: string; time?: number };
+      if (log.msg !== "worker started" || ++seen < processes) return undefined;
+      return log.time ?? Date.now();
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 /** Ready when the script prints `{"ready": <epoch ms>}` (the bench's own worker scripts). */

@@ -56,6 +56,8 @@ export function medianRun(runs: RunResult[]): RunResult {
 }
 
 export interface Recommendation {
+  /** Worker processes (`--processes`), 1 unless the sweep had more. */
+  processes: number;
   threads: number;
   concurrency: number;
   jobsPerSec: number;
@@ -63,7 +65,7 @@ export interface Recommendation {
 }
 
 /**
- * The cheapest cell within 5% of the best throughput: fewer threads first (memory), then lower
+ * The cheapest cell within 5% of the best throughput: fewer processes, then fewer threads first (memory), then lower
  * concurrency (less work in flight to lose on a crash), then the lower p99.
  */
 export function recommend(cells: RunResult[], scenario: Scenario): Recommendation | undefined {
@@ -71,11 +73,11 @@ export function recommend(cells: RunResult[], scenario: Scenario): Recommendatio
   if (ok.length === 0) return undefined;
   const best = Math.max(...ok.map((c) => c.processing.jobsPerSec));
   const pick = ok.filter((c) => c.processing.jobsPerSec >= 0.95 * best).sort((a, b) =>
-    a.threads! - b.threads! || a.concurrency! - b.concurrency! ||
+    (a.processes ?? 1) - (b.processes ?? 1) || a.threads! - b.threads! || a.concurrency! - b.concurrency! ||
     (a.latency?.start.p99 ?? Infinity) - (b.latency?.start.p99 ?? Infinity))[0]!;
   return {
-    threads: pick.threads!, concurrency: pick.concurrency!, jobsPerSec: pick.processing.jobsPerSec,
-    line: `for this scenario (${scenario}) use --threads ${pick.threads} --concurrency ${pick.concurrency} ` +
+    processes: pick.processes ?? 1, threads: pick.threads!, concurrency: pick.concurrency!, jobsPerSec: pick.processing.jobsPerSec,
+    line: `for this scenario (${scenario}) use ${(pick.processes ?? 1) > 1 ? `--processes ${pick.processes} ` : ""}--threads ${pick.threads} --concurrency ${pick.concurrency} ` +
       `(${fmt(pick.processing.jobsPerSec)} jobs/s; best cell ${fmt(best)} jobs/s)`,
   };
 }

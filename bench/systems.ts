@@ -42,6 +42,7 @@ export interface System {
   readonly kind: "dray" | "baseline" | "hop" | "bullmq";
   readonly threads?: number;
   readonly concurrency?: number;
+  readonly processes?: number;
   enqueueBulk(payloads: BenchPayload[]): Promise<unknown>;
   enqueueOne(payload: BenchPayload): Promise<unknown>;
   remaining(): Promise<Remaining>;
@@ -55,6 +56,8 @@ export interface DrayConfig {
   threads: number;
   concurrency: number;
   isolation: Isolation;
+  /** `dray worker --processes`: worker processes, each with these threads and concurrency. @default 1 */
+  processes?: number;
 }
 
 /** The stream the bench's actors use (priority 0 of queue "bench"). */
@@ -93,13 +96,16 @@ export class DraySystem extends DrayStream implements System {
   readonly label: string;
   readonly threads: number;
   readonly concurrency: number;
+  readonly processes: number;
 
   constructor(ctx: BenchContext, readonly config: DrayConfig) {
     super(ctx);
     this.threads = config.threads;
+    this.processes = config.processes ?? 1;
     this.concurrency = config.concurrency;
     const prefetch = ctx.prefetch === undefined ? "" : ` p${ctx.prefetch}`;
-    this.label = `dray ${config.isolation} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}${ctx.metricsPort ? " metrics" : ""}${ctx.historyMs === 0 ? " no-history" : ctx.historyMs ? ` history${ctx.historyMs}` : ""}`;
+    const processes = (config.processes ?? 1) > 1 ? ` x${config.processes}` : "";
+    this.label = `dray ${config.isolation}${processes} t${config.threads} c${config.concurrency}${prefetch}${ctx.results ? "" : " no-results"}${ctx.metricsPort ? " metrics" : ""}${ctx.historyMs === 0 ? " no-history" : ctx.historyMs ? ` history${ctx.historyMs}` : ""}`;
   }
 
   start(): Child {
@@ -107,10 +113,11 @@ export class DraySystem extends DrayStream implements System {
     return spawnChild([...runtimeCommand(this.ctx.runtime), ownPath("../src/cli/main"), "worker", ownPath("./fixture"),
       "--threads", String(threads), "--concurrency", String(concurrency), "--isolation", isolation,
       ...(this.ctx.prefetch === undefined ? [] : ["--prefetch", String(this.ctx.prefetch)]),
-      ...(this.ctx.metricsPort === undefined ? [] : ["--metrics-port", String(this.ctx.metricsPort)])], {
+      ...(this.ctx.metricsPort === undefined ? [] : ["--metrics-port", String(this.ctx.metricsPort)]),
+      ...((this.config.processes ?? 1) > 1 ? ["--processes", String(this.config.processes)] : [])], {
       ...launchEnv(this.ctx.runtime), REDIS_URL: this.ctx.redisUrl, DRAY_PREFIX: this.ctx.prefix, DRAY_LOG_LEVEL: "info",
       ...(this.ctx.historyMs === undefined ? {} : { DRAY_HISTORY_MS: String(this.ctx.historyMs) }),
-    }, drayReady);
+    }, drayReady(this.config.processes ?? 1));
   }
 }
 

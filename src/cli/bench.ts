@@ -17,6 +17,8 @@ options:
                         chaos is a fault-injection run: 'dray bench --scenario chaos --help'
   --jobs N              jobs per run (default 50000)
   --threads 1,2,4       thread (or process) counts to sweep (default 1,2,4)
+  --processes 1,2       worker processes (dray worker --processes) to sweep, each with
+                        those threads and concurrency (default 1)
   --concurrency LIST    concurrency values to sweep (default 1,16,64,256)
   --runtime R           the worker's runtime: bun, deno or node (default: the bench's own)
   --isolation MODE      thread, process or inline (default: the worker's on that runtime)
@@ -97,6 +99,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       results: { type: "string", default: "on" },
       metrics: { type: "string", default: "off" },
       "history-ms": { type: "string" },
+      processes: { type: "string" },
       prefetch: { type: "string" },
       "no-baseline": { type: "boolean", default: false },
     },
@@ -110,6 +113,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     scenario, isolation, runtime: rt,
     jobs: positiveInt("--jobs", values.jobs),
     threads: list("--threads", values.threads),
+    ...(values.processes !== undefined ? { processes: list("--processes", values.processes) } : {}),
     concurrency: list("--concurrency", values.concurrency),
     compareBullmq: values.compare === "bullmq",
     results: oneOf("--results", values.results, ["on", "off"]) === "on",
