@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Logger } from "pino";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { ConfigError, PayloadValidationError } from "./errors.ts";
 import { NAME_PATTERN, type Message } from "./message.ts";
 import type { Broker } from "./broker/types.ts";
@@ -18,8 +18,12 @@ export interface JobContext {
   logger: Logger;
   /** Aborted when the job reaches its time limit or is aborted; stop cooperatively when it fires. */
   signal: AbortSignal;
-  /** A Redis connection of the worker, for the handler's own use. */
-  readonly redis: Redis;
+  /**
+   * A Redis connection of the worker, for the handler's own use: a Cluster client (ioredis' Cluster)
+   * when dray's URL names a Redis Cluster (`redis+cluster://`), where each command's keys must share
+   * a slot and a pipeline's keys a node.
+   */
+  readonly redis: Redis | Cluster;
   /** JSON that middleware attached: the sender's `beforeEnqueue` (message.meta), the worker's `beforeProcess`. */
   meta: Record<string, unknown>;
 }

@@ -3,6 +3,7 @@ import type { Message } from "./message.ts";
 import { env, readTextFile } from "./runtime/mod.ts";
 import { createLogger } from "./logger.ts";
 import { ConfigError } from "./errors.ts";
+import { clusterUrl, type ClusterNodeAddress } from "./broker/cluster.ts";
 
 /**
  * The send side of a middleware (`Middleware` in middleware.ts extends it): what senders run. Here
@@ -32,9 +33,23 @@ export interface TlsSettings {
 
 /** Process-wide settings shared by senders and workers. Set with {@link configure}. */
 export interface Settings {
-  /** @default process env REDIS_URL, else "redis://127.0.0.1:6379" (rediss:// and user:password work) */
+  /**
+   * A single Redis as `redis://[user:password@]host:port[/db]` (`rediss://` for TLS), or a Redis
+   * Cluster as `redis+cluster://[user:password@]host:port,host:port` (`rediss+cluster://`): some of
+   * its nodes, the client finds the others. @default process env REDIS_URL, else "redis://127.0.0.1:6379"
+   */
   redisUrl: string;
-  /** Key namespace: apps with different prefixes on one Redis never see each other's keys. @default env DRAY_PREFIX, else "dray" */
+  /**
+   * A Redis Cluster by some of its nodes, for code that has them as a list. Setting it makes
+   * redisUrl the equivalent `redis+cluster://` URL, with redisUrl's scheme (TLS or not) and
+   * credentials: pool threads and child processes get that URL. @default none
+   */
+  cluster?: { nodes: ClusterNodeAddress[] } | undefined;
+  /**
+   * Key namespace: apps with different prefixes on one Redis never see each other's keys. No `{` or
+   * `}`: dray puts the prefix inside the hash tags that choose a key's cluster slot (keys.ts).
+   * @default env DRAY_PREFIX, else "dray"
+   */
   prefix: string;
   logger: Logger;
   /** Senders' middleware: `beforeEnqueue` / `afterEnqueue` run on every send from this process. @default [] */
@@ -58,7 +73,7 @@ let current: Settings | undefined;
 export function settings(): Settings {
   current ??= {
     redisUrl: env("REDIS_URL") || "redis://127.0.0.1:6379",
-    prefix: env("DRAY_PREFIX") || "dray",
+    prefix: checkPrefix(env("DRAY_PREFIX") || "dray", "DRAY_PREFIX"),
     logger: createLogger(),
     middleware: [],
     maxResultBytes: Number(env("DRAY_MAX_RESULT_BYTES")) || 1_048_576,
@@ -93,11 +108,23 @@ export function portableTls(tls: TlsSettings | undefined): TlsSettings | undefin
   return out;
 }
 
+/**
+ * `prefix`, if it can name dray's keys: a `{` or `}` in it would end the hash tag `{<prefix>:<queue>}`
+ * early, and a queue's keys would then fall in different cluster slots.
+ */
+export function checkPrefix(prefix: string, what = "prefix"): string {
+  if (/[{}]/.test(prefix)) throw new ConfigError(`${what} "${prefix}" has a { or }: dray puts the prefix in the hash tags of its keys`);
+  return prefix;
+}
+
 const listeners = new Set<() => void>();
 
 /** Change settings in code; the default broker is rebuilt on next use. */
 export function configure(patch: Partial<Settings>): Settings {
-  current = { ...settings(), ...patch };
+  const next = { ...settings(), ...patch };
+  if (patch.prefix !== undefined) checkPrefix(patch.prefix);
+  if (next.cluster) next.redisUrl = clusterUrl(next.redisUrl, next.cluster.nodes);
+  current = next;
   for (const listener of listeners) listener();
   return current;
 }

@@ -3,8 +3,7 @@
  * once, then run handlers by actor name from this thread's own registry. Nothing in a job message
  * names code or a module, so a message can only ask for actors the app defined.
  */
-import type { Redis } from "ioredis";
-import { newRedis } from "../src/broker/connection.ts";
+import { newRedis, type RedisClient } from "../src/broker/connection.ts";
 import { registry } from "../src/actor.ts";
 import { configure, settings, type TlsSettings } from "../src/config.ts";
 import { DrayError, JobAborted, serializeError, TimeLimitExceeded } from "../src/errors.ts";
@@ -41,7 +40,7 @@ export class JobHost {
   static async load(config: HostConfig): Promise<JobHost> {
     configure({ redisUrl: config.redisUrl, prefix: config.prefix, ...(config.tls ? { tls: config.tls } : {}) });
     for (const url of config.modules) await import(url);
-    let redis: Redis | undefined;
+    let redis: RedisClient | undefined;
     return new JobHost({ logger: settings().logger, redis: () => (redis ??= newRedis(config.redisUrl)) });
   }
 

@@ -1,20 +1,24 @@
 import type { QueueKeys } from "./keys.ts";
 import { actorsKey, GROUP, queuesKey } from "./keys.ts";
 import { decodeMessage } from "../message.ts";
-import { execPipeline, fieldsOf, type Entry, type Scripted } from "./connection.ts";
+import { bySlotGroup, execPipeline, fieldsOf, valuesOf, type Entry, type Scripted } from "./connection.ts";
 import type { ActorMeta, DeadLetter, QueueStats } from "./types.ts";
 
 /** The operator's side of a queue: dead letters and counts, and the actor directory. Not on the hot path. */
 
-/** Which queue each actor's jobs go to, so that `sendTask(name)` can route without the actor's module. */
+/**
+ * Which queue each actor's jobs go to, so that `sendTask(name)` can route without the actor's module:
+ * one HSET and one SADD, each key in a slot of its own (pipelined together where they share a node).
+ */
 export async function publishActors(redis: Scripted, prefix: string, actors: ActorMeta[]): Promise<void> {
   if (actors.length === 0) return;
-  const pipe = redis.pipeline();
-  for (const a of actors) {
-    pipe.hset(actorsKey(prefix), a.name, JSON.stringify({ queue: a.queue, priority: a.priority }));
-    pipe.sadd(queuesKey(prefix), a.queue);
-  }
-  await execPipeline(pipe);
+  const directory = actors.flatMap((a) => [a.name, JSON.stringify({ queue: a.queue, priority: a.priority })]);
+  const queues = [...new Set(actors.map((a) => a.queue))];
+  const replies = await bySlotGroup(redis, [actorsKey(prefix), queuesKey(prefix)], (key) => key, (pipe, key) => {
+    if (key === actorsKey(prefix)) pipe.hset(key, ...directory);
+    else pipe.sadd(key, ...queues);
+  });
+  for (const r of replies) valuesOf(r);
 }
 
 export async function lookupActor(redis: Scripted, prefix: string, name: string): Promise<ActorMeta | undefined> {

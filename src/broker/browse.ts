@@ -7,7 +7,7 @@
  * page exists), never a whole list. Finding a job by id scans, in Redis (the FIND script,
  * browse_scripts.ts).
  */
-import { fieldsOf, type Entry, type Scripted } from "./connection.ts";
+import { execAt, fieldsOf, type Entry, type Scripted } from "./connection.ts";
 import { GROUP, type QueueKeys } from "./keys.ts";
 import {
   compareIds, deadCursor, delayedCursor, jobItem, pageRequest, scanLimit, streamCursor, type Cursor,
@@ -44,7 +44,7 @@ async function readyPage(redis: Scripted, k: QueueKeys, queue: string, limit: nu
   cursor: { priority: number; id: string } | undefined): Promise<Page<BrowsedJob>> {
   const prios = await levels(redis, k, cursor?.priority);
   if (prios.length === 0) return { items: [] };
-  const info = (await sent(prios.reduce((pipe, p) => pipe.xinfo("GROUPS", k.stream(p)), redis.pipeline()))) ?? [];
+  const info = await execAt(redis, k.priorities, (pipe) => prios.forEach((p) => pipe.xinfo("GROUPS", k.stream(p))));
   const starts: Array<[number, string]> = [];
   prios.forEach((p, n) => {
     const [error, groups] = info[n] ?? [null, undefined];

@@ -1,6 +1,6 @@
-import type { Redis, RedisOptions } from "ioredis";
+import type { ChainableCommander, Cluster, Redis, RedisOptions } from "ioredis";
 import type { Logger } from "pino";
-import { BrokerError, MalformedMessageError } from "../errors.ts";
+import { BrokerError, ConfigError, MalformedMessageError } from "../errors.ts";
 import { settings } from "../config.ts";
 import { lazy } from "../runtime/mod.ts";
 import { quietIoredisTracing } from "../runtime/tracing.ts";
@@ -8,12 +8,20 @@ import { decodeMessage, type Delivery, type MalformedDelivery } from "../message
 import { ACQUIRE, ENQUEUE, READ, REQUEUE, SETTLE } from "./scripts.ts";
 import { ACK, PRUNE, RENEW } from "./lease_scripts.ts";
 import { FIND, RUNNING, STATS } from "./browse_scripts.ts";
+import { clusterOptions, guardTopology, isCluster, keySlot, movedHint, parseClusterUrl, reviveCluster } from "./cluster.ts";
 
 /** A stream entry as Redis returns it; fields are null when the entry was deleted while pending. */
 export type Entry = [string, string[] | null];
 
-/** The command connection with dray's scripts defined on it (see scripts.ts, lease_scripts.ts, browse_scripts.ts and history.ts). */
-export type Scripted = Redis & {
+/**
+ * A client of dray's Redis: one server (ioredis' Redis) or a Redis Cluster (ioredis' Cluster, for a
+ * `redis+cluster://` URL). dray uses only what both do: commands, scripts whose keys share a slot,
+ * and pipelines whose keys share a node ({@link bySlotGroup} makes them so).
+ */
+export type RedisClient = Redis | Cluster;
+
+/** dray's scripts (see scripts.ts, lease_scripts.ts, browse_scripts.ts and history.ts), as commands. */
+export interface ScriptCommands {
   drayRead(...args: (string | number)[]): Promise<unknown[]>;
   drayEnqueue(...args: (string | number)[]): Promise<number>;
   draySettle(...args: (string | number)[]): Promise<number>;
@@ -31,10 +39,16 @@ export type Scripted = Redis & {
   drayStats(...args: (string | number)[]): Promise<number[]>;
   drayRunning(...args: (string | number)[]): Promise<[number, unknown[][]]>;
   drayFind(...args: (string | number)[]): Promise<unknown[] | null>;
-};
+}
+
+/** The command connection with dray's scripts defined on it. */
+export type Scripted = RedisClient & ScriptCommands;
+
+/** A pipeline of a {@link Scripted} client: the scripts are on it too (their replies come with exec). */
+export type ScriptedPipeline = ChainableCommander & ScriptCommands;
 
 /** Defines the broker's scripts of a fixed key count on `redis` (ioredis sends each by its SHA, loading it on first use). */
-export function defineScripts(redis: Redis): Scripted {
+export function defineScripts(redis: RedisClient): Scripted {
   const scripts: Array<[string, number, string]> = [
     ["drayRead", 3, READ], ["drayEnqueue", 5, ENQUEUE], ["draySettle", 6, SETTLE], ["drayRequeue", 2, REQUEUE],
     ["drayAcquire", 1, ACQUIRE], ["drayAck", 3, ACK], ["drayRenew", 2, RENEW], ["drayPrune", 1, PRUNE],
@@ -92,16 +106,39 @@ export function decodeEntries(out: Array<Delivery | MalformedDelivery>, queue: s
 const ioredis = lazy<typeof import("ioredis")>("ioredis");
 
 /**
- * A client of `url`; the one way dray makes one, so that ioredis loads only when needed and every
- * `rediss://` client trusts what settings().tls says (ioredis alone would use Node's public CAs).
+ * Why a client's commands fail, when retrying cannot help (a refused certificate, a URL naming the
+ * wrong kind of server): what its failed commands reject with instead of ioredis' own errors.
  */
-export function newRedis(url: string, options: RedisOptions = {}): Redis {
+const refusals = new WeakMap<RedisClient, Error>();
+
+/**
+ * A client of `url`; the one way dray makes one, so that ioredis loads only when needed, every TLS
+ * client trusts what settings().tls says (ioredis alone would use Node's public CAs), and a
+ * `redis+cluster://` URL makes a Cluster client (see cluster.ts for its options). A URL that names
+ * the wrong kind of server (a cluster URL at a single Redis, or the reverse) fails the client's
+ * commands with a ConfigError that says which URL to give.
+ */
+export function newRedis(url: string, options: RedisOptions = {}): RedisClient {
   quietIoredisTracing();
-  const tls = /^rediss:/i.test(url) ? settings().tls : undefined;
-  return new (ioredis().Redis)(url, tls && !options.tls ? { ...options, tls } : options);
+  const target = parseClusterUrl(url);
+  const tls = (target ? target.tls : /^rediss:/i.test(url)) ? settings().tls : undefined;
+  let client: RedisClient;
+  if (target) {
+    const cluster = new (ioredis().Cluster)(target.nodes, clusterOptions(target, options, tls));
+    reviveCluster(cluster);
+    client = cluster;
+  } else {
+    client = new (ioredis().Redis)(url, tls && !options.tls ? { ...options, tls } : options);
+  }
+  guardTopology(client, (error) => {
+    refusals.set(client, error);
+    if (client.listenerCount("error") > 0) client.emit("error", error);
+  });
+  explainFailures(client, () => refusals.get(client));
+  return client;
 }
 
-export function connect(options: ConnectOptions, name: string): Redis {
+export function connect(options: ConnectOptions, name: string): RedisClient {
   const redisOptions: RedisOptions = {
     connectionName: name,
     maxRetriesPerRequest: options.patient ? null : 2,
@@ -112,18 +149,24 @@ export function connect(options: ConnectOptions, name: string): Redis {
   };
   const redis = newRedis(options.url, redisOptions);
   let lastLog = 0;
-  let refused: BrokerError | undefined;
-  redis.on("ready", () => (refused = undefined));
+  redis.on("ready", () => {
+    if (!(refusals.get(redis) instanceof ConfigError)) refusals.delete(redis);
+  });
   redis.on("error", (error: Error) => {
-    refused = certificateRefused(error, options.url) ?? refused;
+    const certificate = certificateRefused(error, options.url);
+    if (certificate) refusals.set(redis, certificate);
+    if (error instanceof ConfigError) {
+      options.logger?.error({ connection: name }, error.message); // once: the client gives up
+      return;
+    }
     // ioredis emits an error per failed reconnect attempt; one line every 5 s is enough.
     if (Date.now() - lastLog > 5_000) {
       lastLog = Date.now();
+      const refused = refusals.get(redis);
       if (refused) options.logger?.error({ err: error, connection: name }, `${refused.message}; retrying`);
       else options.logger?.warn({ err: error, connection: name }, "redis connection error; reconnecting");
     }
   });
-  explainFailures(redis, () => refused);
   return redis;
 }
 
@@ -131,7 +174,9 @@ export function connect(options: ConnectOptions, name: string): Redis {
  * A refused server certificate, as an error that says what to do. Retrying does not help (the same
  * certificate comes back), so the hint matters more than the retries: a private CA is the usual cause.
  */
-function certificateRefused(error: Error, url: string): BrokerError | undefined {
+function certificateRefused(thrown: Error, url: string): BrokerError | undefined {
+  // A Cluster client reports the last node's error inside its own.
+  const error = (thrown as { lastNodeError?: Error }).lastNodeError ?? thrown;
   const code = String((error as { code?: unknown }).code ?? "");
   if (!/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/.test(code)) return undefined;
   let host = "";
@@ -147,27 +192,112 @@ function certificateRefused(error: Error, url: string): BrokerError | undefined 
 /**
  * Commands that gave up waiting for a connection fail with ioredis's own errors ("Reached the max
  * retries per request limit", "Connection is closed."), which do not say why it could not connect.
- * When the reason is a refused certificate, they fail with that instead, so the CLI and senders
- * report the cause, not the retry count. ioredis rejects them all in its `flushQueue`, a private
- * method: if a later ioredis has none, its own errors stand.
+ * When the reason is one of {@link refusals} (a refused certificate, the wrong kind of server), they
+ * fail with that instead, so the CLI and senders report the cause, not the retry count. ioredis
+ * rejects them all in its `flushQueue` (Redis and Cluster alike), a private method: if a later
+ * ioredis has none, its own errors stand.
+ *
+ * A Cluster's pipelines wait in another private method, `delayUntilReady`, until it has loaded the
+ * slots, and one made after the client ended would wait forever (ioredis 5.11 never calls it back):
+ * there it fails at once instead, with the same reason.
  */
-function explainFailures(redis: Redis, reason: () => Error | undefined): void {
-  const client = redis as unknown as { flushQueue?: (error: Error, options?: unknown) => void };
+function explainFailures(redis: RedisClient, reason: () => Error | undefined): void {
+  const client = redis as unknown as {
+    flushQueue?: (error: Error, options?: unknown) => void;
+    delayUntilReady?: (callback: (error?: Error) => void) => void;
+  };
   const flush = client.flushQueue;
-  if (typeof flush !== "function") return;
-  client.flushQueue = function (this: unknown, error: Error, options?: unknown) {
-    flush.call(this, reason() ?? error, options);
+  if (typeof flush === "function") {
+    client.flushQueue = function (this: unknown, error: Error, options?: unknown) {
+      flush.call(this, reason() ?? error, options);
+    };
+  }
+  const delay = client.delayUntilReady;
+  if (!isCluster(redis) || typeof delay !== "function") return;
+  client.delayUntilReady = function (this: unknown, callback: (error?: Error) => void) {
+    if (redis.status === "end") return callback(reason() ?? new Error("Connection is closed."));
+    delay.call(this, (error?: Error) => callback(error && (reason() ?? error)));
   };
 }
 
+/** A command's reply in a pipeline: its error, or null and its value. */
+export type Reply = [Error | null, unknown];
+
 /** Runs a pipeline or MULTI and throws the first command error as a BrokerError. */
-export async function execPipeline(pipe: { exec(): Promise<[Error | null, unknown][] | null> }): Promise<unknown[]> {
+export async function execPipeline(pipe: { exec(): Promise<Reply[] | null> }): Promise<unknown[]> {
   const results = await pipe.exec();
   if (!results) throw new BrokerError("transaction aborted");
-  return results.map(([error, value]) => {
-    if (error) throw new BrokerError(`redis: ${error.message}${refusedBy(error)}`, { cause: error });
+  return valuesOf(results);
+}
+
+/** The values of pipelined replies; the first command error is thrown as a BrokerError. */
+export function valuesOf(replies: readonly Reply[]): unknown[] {
+  return replies.map(([error, value]) => {
+    if (error) throw new BrokerError(`redis: ${error.message}${refusedBy(error)}${movedHint(error)}`, { cause: error });
     return value;
   });
+}
+
+/**
+ * Pipelines the commands of many items whose keys may be in different slots: on a single Redis as
+ * one pipeline (one round trip, the commands in item order, as if pipelined by hand); on a Cluster as
+ * one pipeline per node, sent at once, since ioredis refuses a pipeline whose keys are not all on one
+ * node. `build` adds the commands of one item, all with keys in the slot of `keyOf(item)`; an item
+ * whose commands have no key (TIME) says undefined and goes with the first group. Returns each item's
+ * replies, in input order, errors included.
+ */
+export async function bySlotGroup<T>(redis: RedisClient, items: readonly T[], keyOf: (item: T) => string | undefined,
+  build: (pipe: ScriptedPipeline, item: T) => void): Promise<Reply[][]> {
+  const out: Reply[][] = new Array(items.length);
+  await Promise.all(nodeGroups(redis, items, keyOf).map(async (group) => {
+    const pipe = redis.pipeline() as ScriptedPipeline;
+    const counts = group.map((i) => {
+      const before = pipe.length;
+      build(pipe, items[i]!);
+      return pipe.length - before;
+    });
+    const replies = (await pipe.exec()) ?? [];
+    let at = 0;
+    group.forEach((i, n) => (out[i] = replies.slice(at, (at += counts[n]!))));
+  }));
+  return out;
+}
+
+/**
+ * Indexes of `items` grouped by the node that serves their slot (as ioredis groups them: by the
+ * master and its replicas). Slots ioredis does not know yet (it has not loaded them) each make a
+ * group of their own, which is always right, if more round trips.
+ */
+function nodeGroups<T>(redis: RedisClient, items: readonly T[], keyOf: (item: T) => string | undefined): number[][] {
+  if (!isCluster(redis)) return [items.map((_, i) => i)];
+  const groups = new Map<string, number[]>();
+  const keyless: number[] = [];
+  items.forEach((item, i) => {
+    const key = keyOf(item);
+    if (key === undefined) return void keyless.push(i);
+    const slot = keySlot(key);
+    const node = redis.slots[slot]?.join(";") || `slot ${slot}`;
+    const group = groups.get(node);
+    if (group) group.push(i);
+    else groups.set(node, [i]);
+  });
+  const all = [...groups.values()];
+  if (keyless.length > 0) all[0] = [...keyless, ...(all[0] ?? [])].sort((a, b) => a - b);
+  return all;
+}
+
+/**
+ * Runs a pipeline of commands whose keys ioredis cannot see (XINFO, a container command, names
+ * none), all about keys in `key`'s slot. On a Cluster a pipeline without keys goes to a random node,
+ * so an EXISTS of `key` goes first there, to route it, and its reply is dropped.
+ */
+export async function execAt(redis: RedisClient, key: string, build: (pipe: ChainableCommander) => void): Promise<Reply[]> {
+  const pipe = redis.pipeline();
+  const routed = isCluster(redis);
+  if (routed) pipe.exists(key);
+  build(pipe);
+  const replies = (await pipe.exec()) ?? [];
+  return routed ? replies.slice(1) : replies;
 }
 
 /**

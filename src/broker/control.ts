@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection.ts";
 import { pausedKey, workersKey } from "./keys.ts";
 import type { Control, WorkerInfo } from "./types.ts";
 
@@ -8,11 +8,11 @@ import type { Control, WorkerInfo } from "./types.ts";
  * hash field cannot expire on Redis 7; readers skip lapsed entries and delete them.
  */
 export class RedisControl implements Control {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #paused: string;
   readonly #workers: string;
 
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.#redis = redis;
     this.#paused = pausedKey(prefix);
     this.#workers = workersKey(prefix);

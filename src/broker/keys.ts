@@ -1,8 +1,14 @@
 /**
  * The Redis key schema: every key dray writes is made here.
  *
+ * Slots (Redis Cluster): a queue's keys, its crons' included, are in the slot of `{<p>:<q>}`; the
+ * history keys in that of `{<p>:history}`; <p>:actors, <p>:queues, <p>:crons, <p>:paused, <p>:workers
+ * and the <p>:abort channel each in a slot of its own, as is each <p>:limit:<key>. So every script
+ * touches one slot, and commands about several go in one pipeline per node (bySlotGroup in
+ * connection.ts). The prefix may hold no `{` or `}` (config.ts), which would move the hash tag.
+ *
  * All keys of one queue share the hash tag `{<prefix>:<queue>}`, so a queue's scripts touch a single
- * slot (Redis Cluster ready) and two apps with different prefixes never share a key.
+ * slot and two apps with different prefixes never share a key.
  *
  *   <p>:actors                      hash   actor name -> JSON {queue, priority}; published by workers
  *                                          at start so `sendTask(name)` can route without the module

@@ -5,7 +5,7 @@
  * worker that reclaimed it. The scripts are in lease_scripts.ts.
  */
 import { encodeRecord } from "../results/record.ts";
-import { execPipeline, decodeEntries, type Entry, type Scripted } from "./connection.ts";
+import { bySlotGroup, execPipeline, decodeEntries, valuesOf, type Entry, type Scripted } from "./connection.ts";
 import { GROUP, queueOfStream, type QueueKeys } from "./keys.ts";
 import type { Delivery, DeliveryRef, MalformedDelivery } from "../message.ts";
 import type { Acked } from "./types.ts";
@@ -41,21 +41,20 @@ function groupBy<T>(items: Iterable<T>, key: (item: T) => string): Map<string, T
 }
 
 /**
- * Acks a batch: one ACK script per queue (its keys share a slot), pipelined. Returns the refs that
- * this consumer no longer held, which nothing was done for.
+ * Acks a batch: one ACK script per queue (its keys share a slot), pipelined (per node on a Cluster).
+ * The queue is the one whose stream holds the entry (`keysOf` its ref), not the one its message names.
+ * Returns the refs that this consumer no longer held, which nothing was done for.
  */
-export async function ackBatch(redis: Scripted, keys: (queue: string) => QueueKeys, consumer: string,
+export async function ackBatch(redis: Scripted, keysOf: (ref: DeliveryRef) => QueueKeys, consumer: string,
   done: Acked[]): Promise<DeliveryRef[]> {
-  const pipe = redis.pipeline() as unknown as Scripted;
-  const calls: Array<Map<string, Acked[]>> = [];
-  for (const [queue, jobs] of groupBy(done, (a) => a.delivery.message.queue)) {
-    const k = keys(queue);
+  const queues = [...groupBy(done, (a) => keysOf(a.delivery.ref).running).values()];
+  const results = await bySlotGroup(redis, queues, (jobs) => keysOf(jobs[0]!.delivery.ref).running, (pipe, jobs) => {
+    const k = keysOf(jobs[0]!.delivery.ref);
     // The oldest confirmation of the batch: the ACK script checks no entry when none changed hands since.
     let confirmed = Infinity;
     for (const a of jobs) confirmed = Math.min(confirmed, a.delivery.ref.epoch ?? -1);
     const args: Array<string | number> = [GROUP, consumer, k.done, confirmed];
-    const byStream = groupBy(jobs, (a) => a.delivery.ref.stream);
-    for (const [stream, list] of byStream) {
+    for (const [stream, list] of groupBy(jobs, (a) => a.delivery.ref.stream)) {
       args.push(stream, list.length);
       for (const { delivery, keepMs, record } of list) {
         const { message } = delivery;
@@ -66,38 +65,33 @@ export async function ackBatch(redis: Scripted, keys: (queue: string) => QueueKe
       }
     }
     pipe.drayAck(k.running, k.aborted, k.reclaims, ...args);
-    calls.push(byStream);
-  }
-  const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as string[][];
+  });
   const lost: DeliveryRef[] = [];
-  results.forEach((ids, n) => {
+  results.forEach((replies, n) => {
+    const [ids] = valuesOf(replies) as [string[]];
     if (ids.length === 0) return;
     const missing = new Set(ids);
-    for (const list of calls[n]!.values()) {
-      for (const a of list) if (missing.has(a.delivery.ref.entryId)) lost.push(a.delivery.ref);
-    }
+    for (const a of queues[n]!) if (missing.has(a.delivery.ref.entryId)) lost.push(a.delivery.ref);
   });
   return lost;
 }
 
 /**
- * Renews the leases of `refs`, one RENEW script per stream, pipelined. Returns the lost ones; the
- * others are confirmed at the queue's reclaims counter of that moment (`epoch`, see the ACK script).
+ * Renews the leases of `refs`, one RENEW script per stream, pipelined (per node on a Cluster). Returns
+ * the lost ones; the others are confirmed at the queue's reclaims counter of that moment (`epoch`,
+ * see the ACK script).
  */
 export async function renewLeases(redis: Scripted, consumer: string, refs: DeliveryRef[],
   reclaimsKey: (stream: string) => string): Promise<DeliveryRef[]> {
   if (refs.length === 0) return [];
-  const pipe = redis.pipeline() as unknown as Scripted;
-  const streams = groupBy(refs, (r) => r.stream);
-  for (const [stream, list] of streams) {
+  const streams = [...groupBy(refs, (r) => r.stream)];
+  const results = await bySlotGroup(redis, streams, ([stream]) => stream, (pipe, [stream, list]) => {
     const ids = list.map((r) => r.entryId);
     pipe.drayRenew(stream, reclaimsKey(stream), GROUP, consumer, ...idRange(ids), ...ids);
-  }
-  const results = (await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> })) as
-    Array<[number, ...string[]]>;
+  });
   const lost: DeliveryRef[] = [];
-  [...streams.values()].forEach((list, n) => {
-    const [epoch, ...missingIds] = results[n]!;
+  streams.forEach(([, list], n) => {
+    const [[epoch, ...missingIds]] = valuesOf(results[n]!) as [[number, ...string[]]];
     const missing = new Set(missingIds);
     for (const r of list) {
       if (missing.has(r.entryId)) lost.push(r);
@@ -141,7 +135,6 @@ export async function recoverOwn(redis: Scripted, prefix: string, consumer: stri
  */
 export async function pruneConsumers(redis: Scripted, consumer: string, streams: string[], idleMs: number): Promise<void> {
   if (streams.length === 0) return;
-  const pipe = redis.pipeline() as unknown as Scripted;
-  for (const stream of streams) pipe.drayPrune(stream, GROUP, consumer, idleMs);
-  await execPipeline(pipe as unknown as { exec(): Promise<[Error | null, unknown][] | null> });
+  const results = await bySlotGroup(redis, streams, (stream) => stream, (pipe, stream) => pipe.drayPrune(stream, GROUP, consumer, idleMs));
+  for (const replies of results) valuesOf(replies);
 }

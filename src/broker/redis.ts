@@ -1,4 +1,3 @@
-import type { Redis } from "ioredis";
 import { Blocker } from "./blocker.ts";
 import { RedisControl } from "./control.ts";
 import { HISTORY_ADD, RedisHistory } from "./history.ts";
@@ -11,7 +10,8 @@ import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
-import { connect, defineScripts, execPipeline, type Scripted } from "./connection.ts";
+import { bySlotGroup, connect, defineScripts, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
+import { checkPrefix } from "../config.ts";
 import { browseQueue, findJob } from "./browse.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import {
@@ -65,7 +65,7 @@ export class RedisBroker implements Broker {
 
   constructor(options: RedisBrokerOptions) {
     this.#options = options;
-    this.prefix = options.prefix;
+    this.prefix = checkPrefix(options.prefix);
     this.consumer = options.consumer ?? `c-${crypto.randomUUID()}`;
     this.visibilityTimeout = options.visibilityTimeout ?? 10_000;
     this.#redis = defineScripts(connect(options, "dray"));
@@ -96,8 +96,11 @@ export class RedisBroker implements Broker {
     };
   }
 
-  /** The command connection, for handlers' `ctx.redis`, the cron store (src/cron/stores.ts) and tools. */
-  get redis(): Redis {
+  /**
+   * The command connection, for handlers' `ctx.redis`, the cron store (src/cron/stores.ts) and tools:
+   * a Cluster client when the URL names a Redis Cluster.
+   */
+  get redis(): RedisClient {
     return this.#redis;
   }
 
@@ -108,48 +111,45 @@ export class RedisBroker implements Broker {
     return k;
   }
 
+  /**
+   * One pipeline on a single Redis; on a Cluster one per node (bySlotGroup), with the queue
+   * directory's SADD in the group of its own slot. Each request's commands touch its queue's slot.
+   */
   async enqueue(requests: SendRequest[]): Promise<boolean[]> {
-    const pipe = this.#redis.pipeline() as unknown as Scripted;
-    const plain: boolean[] = [];
-    let commands = 0;
-    const lastOf: number[] = [];
-    for (const { message, delay, at } of requests) {
-      const k = this.keys(message.queue);
-      const body = encodeMessage(message);
-      const prio = String(message.priority);
-      if (!this.#knownQueues.has(message.queue)) {
-        // So that a handle made from a bare id can find the queue its record is in.
-        pipe.sadd(queuesKey(this.prefix), message.queue);
-        this.#knownQueues.add(message.queue);
-        commands++;
-      }
-      if (!message.dedup && delay === undefined && at === undefined) {
-        if (message.tracked) {
+    // So that a handle made from a bare id can find the queue its record is in.
+    const fresh = [...new Set(requests.map((r) => r.message.queue))].filter((q) => !this.#knownQueues.has(q));
+    for (const queue of fresh) this.#knownQueues.add(queue);
+    const items: Array<SendRequest | undefined> = fresh.length > 0 ? [undefined, ...requests] : requests;
+    // The fast path, a plain XADD, answers no "duplicate": only the script dedups.
+    const plain = (r: SendRequest) => !r.message.dedup && r.delay === undefined && r.at === undefined;
+    const replies = await bySlotGroup(this.#redis, items, (r) => (r ? this.keys(r.message.queue).priorities : queuesKey(this.prefix)),
+      (pipe, request) => {
+        if (!request) return void pipe.sadd(queuesKey(this.prefix), ...fresh);
+        const { message, delay, at } = request;
+        const k = this.keys(message.queue);
+        const body = encodeMessage(message);
+        const prio = String(message.priority);
+        if (plain(request)) {
           // Before the XADD: a worker's final record must never be overwritten by this one.
-          pipe.set(k.job(message.id), encodeRecord(pendingRecord(message)));
-          commands++;
+          if (message.tracked) pipe.set(k.job(message.id), encodeRecord(pendingRecord(message)));
+          // The fast path: one XADD. The priority level is registered once per process.
+          const known = `${message.queue}\u0000${prio}`;
+          if (!this.#knownPriorities.has(known)) {
+            pipe.sadd(k.priorities, prio);
+            this.#knownPriorities.add(known);
+          }
+          pipe.xadd(k.stream(message.priority), "*", "m", body, "r", "0");
+        } else {
+          const dueAt = delay !== undefined ? Date.now() + delay : at;
+          pipe.drayEnqueue(k.stream(message.priority), k.delayed, k.priorities,
+            message.dedup ? k.dedup(message.id) : k.none, message.tracked ? k.job(message.id) : k.none,
+            body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "",
+            String(message.sentAt));
         }
-        // The fast path: one XADD. The priority level is registered once per process.
-        const known = `${message.queue}\u0000${prio}`;
-        if (!this.#knownPriorities.has(known)) {
-          pipe.sadd(k.priorities, prio);
-          this.#knownPriorities.add(known);
-          commands++;
-        }
-        pipe.xadd(k.stream(message.priority), "*", "m", body, "r", "0");
-        plain.push(true);
-      } else {
-        const dueAt = delay !== undefined ? Date.now() + delay : at;
-        pipe.drayEnqueue(k.stream(message.priority), k.delayed, k.priorities,
-          message.dedup ? k.dedup(message.id) : k.none, message.tracked ? k.job(message.id) : k.none,
-          body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "",
-          String(message.sentAt));
-        plain.push(false);
-      }
-      lastOf.push(commands++);
-    }
-    const results = await execPipeline(pipe);
-    return lastOf.map((index, n) => plain[n] || results[index] === 1);
+      });
+    const results = replies.slice(items.length - requests.length).map((r) => valuesOf(r));
+    if (fresh.length > 0) valuesOf(replies[0]!);
+    return results.map((values, n) => plain(requests[n]!) || values[values.length - 1] === 1);
   }
 
   async read(queues: string[], count: number, blockMs: number): Promise<Array<Delivery | MalformedDelivery>> {
@@ -204,14 +204,15 @@ export class RedisBroker implements Broker {
     for (const d of out) {
       if ("malformed" in d || !d.message.tracked) continue;
       byQueue ??= new Map();
-      const fields = byQueue.get(d.message.queue) ?? [];
+      const queue = queueOfStream(this.prefix, d.ref.stream);
+      const fields = byQueue.get(queue) ?? [];
       fields.push(d.message.id, now);
-      byQueue.set(d.message.queue, fields);
+      byQueue.set(queue, fields);
     }
     if (!byQueue) return out;
-    const pipe = this.#redis.pipeline();
-    for (const [queue, fields] of byQueue) pipe.hset(this.keys(queue).running, ...runningPin, ...fields);
-    pipe.exec().catch((error) => this.#options.logger?.warn({ err: error }, "marking jobs running failed"));
+    bySlotGroup(this.#redis, [...byQueue], ([queue]) => this.keys(queue).running,
+      (pipe, [queue, fields]) => pipe.hset(this.keys(queue).running, ...runningPin, ...fields))
+      .catch((error) => this.#options.logger?.warn({ err: error }, "marking jobs running failed"));
     return out;
   }
 
@@ -281,11 +282,19 @@ export class RedisBroker implements Broker {
    */
   async ack(done: Acked[]): Promise<DeliveryRef[]> {
     if (done.length === 0) return [];
-    return await ackBatch(this.#redis, (q) => this.keys(q), this.consumer, done);
+    return await ackBatch(this.#redis, (ref) => this.#refKeys(ref), this.consumer, done);
+  }
+
+  /**
+   * The keys of the queue whose stream holds `ref`: a script that settles an entry takes the stream
+   * from the ref, so its other keys come from there too, in the stream's slot whatever the message says.
+   */
+  #refKeys(ref: DeliveryRef): QueueKeys {
+    return this.keys(queueOfStream(this.prefix, ref.stream));
   }
 
   async retry(delivery: Delivery, delayMs: number, options: RetryOptions = {}): Promise<boolean> {
-    const k = this.keys(delivery.message.queue);
+    const k = this.#refKeys(delivery.ref);
     const retries = options.charge === false ? delivery.retries : delivery.retries + 1;
     const settled = await this.#redis.draySettle(delivery.ref.stream, k.delayed, k.none, ...this.#recordKeys(delivery, options.record),
       GROUP, delivery.ref.entryId, "delay", encodeMessage(delivery.message), retries, Math.max(0, Math.round(delayMs)),
@@ -298,8 +307,7 @@ export class RedisBroker implements Broker {
 
   async deadLetter(delivery: Delivery | MalformedDelivery, error: SerializedError, keepMs = 0, record?: JobRecord): Promise<boolean> {
     const isMalformed = "malformed" in delivery;
-    const queue = isMalformed ? delivery.queue : delivery.message.queue;
-    const k = this.keys(queue);
+    const k = this.#refKeys(delivery.ref);
     const body = isMalformed ? JSON.stringify(delivery.raw) : encodeMessage(delivery.message);
     const dedup = !isMalformed && delivery.message.dedup ? k.dedup(delivery.message.id) : k.none;
     const kept = keepMs > 0 ? record : undefined;
@@ -312,25 +320,22 @@ export class RedisBroker implements Broker {
 
   async giveBack(deliveries: Delivery[]): Promise<DeliveryRef[]> {
     if (deliveries.length === 0) return [];
-    const pipe = this.#redis.pipeline() as unknown as Scripted;
-    for (const d of deliveries) {
-      pipe.draySettle(d.ref.stream, d.ref.stream, this.keys(d.message.queue).none, ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId,
-        "stream", encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false), this.consumer);
-    }
-    const settled = await execPipeline(pipe);
-    return deliveries.filter((_, n) => !(Number(settled[n]) > 0)).map((d) => d.ref);
+    const settled = await bySlotGroup(this.#redis, deliveries, (d) => d.ref.stream, (pipe, d) => pipe.draySettle(d.ref.stream,
+      d.ref.stream, this.#refKeys(d.ref).none, ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId, "stream",
+      encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false), this.consumer));
+    return deliveries.filter((_, n) => !(Number(valuesOf(settled[n]!)[0]) > 0)).map((d) => d.ref);
   }
 
   /** SETTLE's record keys: none for a job that has no record and gets none. */
   #recordKeys(d: Delivery, record: JobRecord | undefined): [string, string, string] {
-    const k = this.keys(d.message.queue);
+    const k = this.#refKeys(d.ref);
     if (!d.message.tracked && !record) return [k.none, k.none, k.none];
     return [k.job(d.message.id), k.running, k.aborted];
   }
 
   /** SETTLE's record arguments: job id, record JSON, its ttl, and the channel to tell when finished. */
   #recordArgs(d: Delivery, record: JobRecord | undefined, ttl: number, finished: boolean): [string, string, number, string] {
-    const tell = finished && (d.message.tracked || record) ? this.keys(d.message.queue).done : "";
+    const tell = finished && (d.message.tracked || record) ? this.#refKeys(d.ref).done : "";
     return [d.message.id, record ? encodeRecord(record) : "", ttl, tell];
   }
 

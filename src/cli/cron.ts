@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../broker/connection.ts";
 import { RedisBroker } from "../broker/redis.ts";
 import { settings } from "../config.ts";
 import { crons, parse } from "../cron/cron.ts";
@@ -51,13 +51,13 @@ export async function run(args: string[]): Promise<void> {
   }
 }
 
-async function knownCrons(redis: Redis, prefix: string, modules: string[]): Promise<PublishedCron[]> {
+async function knownCrons(redis: RedisClient, prefix: string, modules: string[]): Promise<PublishedCron[]> {
   if (modules.length === 0) return await publishedCrons(redis, prefix);
   await loadModules(modules);
   return [...crons.values()].map(describeCron).sort((a, b) => a.name.localeCompare(b.name));
 }
 
-async function list(redis: Redis, prefix: string, known: PublishedCron[], json: boolean): Promise<void> {
+async function list(redis: RedisClient, prefix: string, known: PublishedCron[], json: boolean): Promise<void> {
   const now = Date.now();
   const rows = await Promise.all(known.map(async (c) => {
     const next = parse(`cron ${JSON.stringify(c.expression)}`, c.expression, c.timezone).nextRun(new Date(now));

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../broker/connection.ts";
 import { cronKeys, cronsKey } from "../broker/keys.ts";
 import type { SerializedError } from "../errors.ts";
 import type { CronJob } from "./cron.ts";
@@ -42,18 +42,18 @@ export function describeCron(job: CronJob): PublishedCron {
   };
 }
 
-export async function publishCrons(redis: Redis, prefix: string, jobs: Iterable<CronJob>): Promise<void> {
+export async function publishCrons(redis: RedisClient, prefix: string, jobs: Iterable<CronJob>): Promise<void> {
   const fields = [...jobs].flatMap((j) => [j.name, JSON.stringify(describeCron(j))]);
   if (fields.length > 0) await redis.hset(cronsKey(prefix), ...fields);
 }
 
-export async function publishedCrons(redis: Redis, prefix: string): Promise<PublishedCron[]> {
+export async function publishedCrons(redis: RedisClient, prefix: string): Promise<PublishedCron[]> {
   const all = await redis.hgetall(cronsKey(prefix));
   return Object.values(all).map((raw) => JSON.parse(raw) as PublishedCron).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** The newest runs of a cron, newest first. */
-export async function cronHistory(redis: Redis, prefix: string, cron: { name: string; queue: string },
+export async function cronHistory(redis: RedisClient, prefix: string, cron: { name: string; queue: string },
   limit = 100): Promise<CronRun[]> {
   const k = cronKeys(prefix, cron.queue, cron.name);
   const ids = await redis.zrevrange(k.order, 0, Math.max(0, limit - 1));
@@ -63,7 +63,7 @@ export async function cronHistory(redis: Redis, prefix: string, cron: { name: st
 }
 
 /** The last tick handled, or undefined when no ticker has seen this cron yet. */
-export async function lastTick(redis: Redis, prefix: string, cron: { name: string; queue: string }): Promise<number | undefined> {
+export async function lastTick(redis: RedisClient, prefix: string, cron: { name: string; queue: string }): Promise<number | undefined> {
   const raw = await redis.get(cronKeys(prefix, cron.queue, cron.name).last);
   return raw === null ? undefined : Number(raw);
 }

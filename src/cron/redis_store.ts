@@ -1,4 +1,5 @@
-import type { Redis } from "ioredis";
+import type { ChainableCommander } from "ioredis";
+import { bySlotGroup, type RedisClient } from "../broker/connection.ts";
 import { cronKeys, queueKeys } from "../broker/keys.ts";
 import { encodeMessage } from "../message.ts";
 import type { CronJob } from "./cron.ts";
@@ -6,12 +7,13 @@ import { cronHistory, publishCrons, publishedCrons } from "./history.ts";
 import { CRON_RENEW, CRON_RUN, CRON_TICK } from "./scripts.ts";
 import type { CronLock, CronRenewal, CronRunStep, CronStore, CronWrite } from "./store.ts";
 
-type Scripted = Redis & {
+interface CronScripts {
   drayCronTick(...args: (string | number)[]): Promise<number>;
   drayCronRun(...args: (string | number)[]): Promise<number>;
   drayCronRenew(...args: (string | number)[]): Promise<number>;
-};
-type Pipe = Scripted & { exec(): Promise<[Error | null, unknown][] | null> };
+}
+type Scripted = RedisClient & CronScripts;
+type Pipe = ChainableCommander & CronScripts;
 
 /**
  * Cron state in Redis (keys in src/broker/keys.ts, scripts in scripts.ts), shared by every ticker
@@ -24,7 +26,7 @@ export class RedisCronStore implements CronStore {
   readonly #prefix: string;
 
   /** `redis` should wait out outages (a worker's broker connection does). */
-  constructor(redis: Redis, prefix: string) {
+  constructor(redis: RedisClient, prefix: string) {
     this.#redis = redis as Scripted;
     this.#prefix = prefix;
     if (typeof this.#redis.drayCronTick !== "function") this.#redis.defineCommand("drayCronTick", { lua: CRON_TICK });
@@ -36,34 +38,39 @@ export class RedisCronStore implements CronStore {
     return cronKeys(this.#prefix, job.actor.options.queue, job.name);
   }
 
+  /**
+   * The Redis clock and the last tick of each cron: one round trip (one per node on a Cluster, TIME
+   * then going with the first; the nodes' clocks may differ a little, which changes only who claims a
+   * tick first, as above).
+   */
   async read(jobs: CronJob[]): Promise<{ now: number; last: Array<number | undefined> }> {
-    const pipe = this.#redis.pipeline().time();
-    for (const job of jobs) pipe.get(this.#keys(job).last);
-    const replies = (await pipe.exec()) ?? [];
-    for (const [error] of replies) if (error) throw error;
-    const [sec, usec] = replies[0]![1] as [string, string];
-    const last = jobs.map((_, i) => replies[i + 1]![1] as string | null);
+    const items: Array<CronJob | undefined> = [undefined, ...jobs];
+    const replies = await bySlotGroup(this.#redis, items, (job) => job && this.#keys(job).last,
+      (pipe, job) => (job ? pipe.get(this.#keys(job).last) : pipe.time()));
+    const values = replies.map(([[error, value] = [null, null]]) => {
+      if (error) throw error;
+      return value;
+    });
+    const [sec, usec] = values[0] as [string, string];
+    const last = values.slice(1) as Array<string | null>;
     return {
       now: Number(sec) * 1000 + Math.floor(Number(usec) / 1000),
       last: last.map((raw) => (raw === null ? undefined : Number(raw))),
     };
   }
 
+  /** Claims and enqueues ticks: each write touches its cron's queue slot; pipelined per node. */
   async write(writes: CronWrite[]): Promise<number[]> {
-    const pipe = this.#redis.pipeline() as unknown as Pipe;
-    for (const w of writes) {
-      if (w.kind === "begin") {
-        pipe.set(this.#keys(w.job).last, w.now, "NX");
-        continue;
-      }
+    const replies = await bySlotGroup(this.#redis, writes, (w) => this.#keys(w.job).last, (p, w) => {
+      const pipe = p as unknown as Pipe;
+      if (w.kind === "begin") return void pipe.set(this.#keys(w.job).last, w.now, "NX");
       const { options } = w.job.actor;
       const q = queueKeys(this.#prefix, options.queue);
       pipe.drayCronTick(3 + w.messages.length, this.#keys(w.job).last, q.stream(options.priority), q.priorities,
         ...w.messages.map((m) => q.dedup(m.id)),
         w.newLast, options.priority, ...w.messages.flatMap((m) => [m.cron!.tick, encodeMessage(m)]));
-    }
-    const results = (await pipe.exec()) ?? [];
-    return results.map(([error, reply], i) => {
+    });
+    return replies.map(([[error, reply] = [null, null]], i) => {
       if (error) throw error;
       return writes[i]!.kind === "begin" ? (reply === "OK" ? 1 : 0) : Number(reply);
     });

@@ -1,5 +1,4 @@
-import type { Redis } from "ioredis";
-import { newRedis } from "../broker/connection.ts";
+import { newRedis, type RedisClient } from "../broker/connection.ts";
 import type { Logger } from "pino";
 import type { Actor } from "../actor.ts";
 import { JobAborted, serializeError, TimeLimitExceeded } from "../errors.ts";
@@ -25,7 +24,7 @@ export class InlineExecutor implements Executor {
   readonly capacity: number;
   readonly #options: InlineExecutorOptions;
   readonly #running = new Map<string, { controller: AbortController; interrupt: (o: JobOutcome) => void }>();
-  #redis: Redis | undefined;
+  #redis: RedisClient | undefined;
 
   constructor(options: InlineExecutorOptions) {
     this.capacity = options.concurrency;

@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../broker/connection.ts";
 import type { Logger } from "pino";
 import type { Actor, JobContext } from "../actor.ts";
 import { PayloadValidationError, serializeError, UnknownActorError } from "../errors.ts";
@@ -6,7 +6,7 @@ import type { JobOutcome, JobRequest } from "./types.ts";
 
 export interface RunTools {
   logger: Logger;
-  redis: () => Redis;
+  redis: () => RedisClient;
 }
 
 /**

@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
+import { bySlotGroup, type RedisClient } from "../broker/connection.ts";
 import { abortChannel, queueKeys, queuesKey } from "../broker/keys.ts";
 import { ABORT } from "../broker/scripts.ts";
 import { decodeRecord, liveRecord } from "./record.ts";
@@ -9,13 +9,17 @@ import { Waiters } from "./waiters.ts";
 export interface RedisJobStoreOptions {
   prefix: string;
   /** The broker's command connection. */
-  redis: Redis;
-  /** Opens the connection that subscribes (a subscribed connection can run no other command). */
-  subscriber: () => Redis;
+  redis: RedisClient;
+  /**
+   * Opens the connection that subscribes (a subscribed connection can run no other command). On a
+   * Redis Cluster, a Cluster client: ioredis subscribes on one node, and Redis passes every PUBLISH
+   * (plain, not sharded) to all nodes.
+   */
+  subscriber: () => RedisClient;
   logger?: Logger | undefined;
 }
 
-type WithAbort = Redis & { drayAbort(...args: string[]): Promise<[string, string]> };
+type WithAbort = RedisClient & { drayAbort(...args: string[]): Promise<[string, string]> };
 
 /**
  * Job records in Redis. Waiting subscribes to the queue's `done` channel (a worker publishes the ids
@@ -25,7 +29,7 @@ type WithAbort = Redis & { drayAbort(...args: string[]): Promise<[string, string
 export class RedisJobStore implements JobStore {
   readonly #o: RedisJobStoreOptions;
   readonly #redis: WithAbort;
-  #sub: Redis | undefined;
+  #sub: RedisClient | undefined;
   /** Channel -> its subscription, so a queue is subscribed once however many wait on it. */
   readonly #subscribed = new Map<string, Promise<unknown>>();
   readonly #abortWatchers = new Set<{ queues: Set<string>; onAbort: (id: string) => void }>();
@@ -91,10 +95,9 @@ export class RedisJobStore implements JobStore {
   async locate(id: string): Promise<string | undefined> {
     const queues = (await this.#redis.smembers(queuesKey(this.#o.prefix))).sort();
     if (queues.length === 0) return undefined;
-    const pipe = this.#redis.pipeline();
-    for (const q of queues) pipe.exists(this.#keys(q).job(id));
-    const found = (await pipe.exec()) ?? [];
-    const index = found.findIndex(([error, n]) => !error && n === 1);
+    const key = (q: string) => this.#keys(q).job(id);
+    const found = await bySlotGroup(this.#redis, queues, key, (pipe, q) => pipe.exists(key(q)));
+    const index = found.findIndex(([[error, n] = [null, 0]]) => !error && n === 1);
     return index >= 0 ? queues[index] : undefined;
   }
 
@@ -111,15 +114,15 @@ export class RedisJobStore implements JobStore {
 
   /** Aborts made while no one listened (or while the connection was down). */
   async #loadAborted(watcher: { queues: Set<string>; onAbort: (id: string) => void }): Promise<void> {
-    const pipe = this.#redis.pipeline();
-    for (const q of watcher.queues) pipe.smembers(this.#keys(q).aborted);
-    for (const [error, ids] of (await pipe.exec()) ?? []) {
+    const key = (q: string) => this.#keys(q).aborted;
+    const replies = await bySlotGroup(this.#redis, [...watcher.queues], key, (pipe, q) => pipe.smembers(key(q)));
+    for (const [[error, ids] = [null, []]] of replies) {
       if (error) throw error;
       for (const id of ids as string[]) watcher.onAbort(id);
     }
   }
 
-  #subscriber(): Redis {
+  #subscriber(): RedisClient {
     if (this.#sub) return this.#sub;
     const sub = this.#o.subscriber();
     let connectedBefore = false;
