@@ -4,6 +4,7 @@ import { env, readTextFile } from "./runtime/mod.ts";
 import { createLogger } from "./logger.ts";
 import { ConfigError } from "./errors.ts";
 import { clusterUrl, type ClusterNodeAddress } from "./broker/cluster.ts";
+import { checkReplicaAcks, replicaAcksFromEnv, type ReplicaAcks } from "./broker/replica_acks.ts";
 
 /**
  * The send side of a middleware (`Middleware` in middleware.ts extends it): what senders run. Here
@@ -66,6 +67,16 @@ export interface Settings {
    * PEM file, read when settings are first made) as `{ ca }`, else none
    */
   tls?: TlsSettings | undefined;
+  /**
+   * Durable sends: every enqueue from this process (send, sendMany, groups, a pipeline's next step)
+   * resolves only once `replicas` replicas of the master that took it acknowledge it (Redis `WAIT`,
+   * on the same node as the write), and rejects with ReplicationTimeout when they do not within
+   * `timeoutMs` (the job is queued then, but a failover of that master may lose it). Without it a
+   * send acknowledged by a master that dies before its replica got it is lost (replication is
+   * asynchronous). Costs one replica round trip per send. @default env DRAY_REPLICA_ACKS
+   * (`<replicas>[:<timeoutMs>]`, e.g. `1` or `1:500`), else off
+   */
+  replicaAcks?: ReplicaAcks | undefined;
 }
 
 let current: Settings | undefined;
@@ -78,6 +89,7 @@ export function settings(): Settings {
     middleware: [],
     maxResultBytes: Number(env("DRAY_MAX_RESULT_BYTES")) || 1_048_576,
     tls: tlsFromEnv(),
+    replicaAcks: replicaAcksFromEnv(env("DRAY_REPLICA_ACKS")),
   };
   return current;
 }
@@ -123,6 +135,7 @@ const listeners = new Set<() => void>();
 export function configure(patch: Partial<Settings>): Settings {
   const next = { ...settings(), ...patch };
   if (patch.prefix !== undefined) checkPrefix(patch.prefix);
+  if (patch.replicaAcks !== undefined) next.replicaAcks = checkReplicaAcks(patch.replicaAcks);
   if (next.cluster) next.redisUrl = clusterUrl(next.redisUrl, next.cluster.nodes);
   current = next;
   for (const listener of listeners) listener();

@@ -121,6 +121,16 @@ export class BrokerError extends DrayError {
   override name = "BrokerError";
 }
 
+/**
+ * A send reached its master but fewer replicas than `replicaAcks` asks acknowledged it in time (one
+ * is down, or lagging). The job is queued on the master and will run, unless that master fails
+ * before a replica catches up: then it may or may not survive the failover. Sending again may run it
+ * twice; a `dedup` id makes that safe.
+ */
+export class ReplicationTimeout extends BrokerError {
+  override name = "ReplicationTimeout";
+}
+
 /** An error as data: what crosses thread, process and Redis boundaries. */
 export interface SerializedError {
   name: string;

@@ -1,5 +1,7 @@
+import type { Cluster } from "ioredis";
 import { connect, decodeEntries, type ConnectOptions, type Entry, type RedisClient } from "./connection.ts";
 import { isCluster } from "./cluster.ts";
+import { ClusterBlocker } from "./cluster_blocker.ts";
 import { GROUP, queueOfStream } from "./keys.ts";
 import type { Delivery, MalformedDelivery } from "../message.ts";
 
@@ -13,10 +15,8 @@ import type { Delivery, MalformedDelivery } from "../message.ts";
  * connection. A connection that closes anyway (Redis restarts, CLIENT KILL) is noted in
  * {@link lostReplies} so that the broker can look for entries a lost reply carried.
  *
- * Not yet on a Redis Cluster: one XREADGROUP cannot name the streams of queues in different slots,
- * and a block on the shared Cluster client would hold up every command to that node. There it waits
- * a little instead (at most {@link CLUSTER_POLL_MS}, woken as a block would be), and the broker's
- * next read, which does not block, finds what arrived meanwhile.
+ * On a Redis Cluster one XREADGROUP cannot name the streams of queues in different slots: there
+ * {@link ClusterBlocker} blocks on each queue's master at once, and is woken the same way.
  */
 export class Blocker {
   readonly #options: ConnectOptions;
@@ -34,8 +34,8 @@ export class Blocker {
   /** A connection closed since the last {@link takeLostReplies}: a reply may have been lost with it. */
   #lostReplies = false;
 
-  /** Ends the pause that stands for a block on a Cluster. */
-  #endPause: (() => void) | undefined;
+  /** The blocking reads on a Cluster, made by the first. */
+  #shards: ClusterBlocker | undefined;
 
   constructor(options: ConnectOptions, prefix: string, consumer: string, control: RedisClient) {
     this.#options = options;
@@ -63,7 +63,7 @@ export class Blocker {
 
   /** Reads new entries of `streams` into `out`, waiting up to `waitMs` for some to arrive. */
   async read(streams: string[], count: number, waitMs: number, out: Array<Delivery | MalformedDelivery>): Promise<void> {
-    if (isCluster(this.#control)) return await this.#pause(Math.min(waitMs, CLUSTER_POLL_MS));
+    if (isCluster(this.#control)) return await this.#readShards(this.#control, streams, count, waitMs, out);
     const conn = this.#connection();
     if (this.#id === undefined) {
       // Pipelined before the read, so it costs no round trip of its own; needed only once per connection.
@@ -85,33 +85,27 @@ export class Blocker {
     for (const [stream, entries] of res ?? []) decodeEntries(out, queueOfStream(this.#prefix, stream), stream, entries);
   }
 
-  /** The stand-in for a block on a Cluster: a wait that {@link wake} ends. */
-  async #pause(ms: number): Promise<void> {
+  async #readShards(cluster: Cluster, streams: string[], count: number, waitMs: number,
+    out: Array<Delivery | MalformedDelivery>): Promise<void> {
     if (this.#woken) {
       this.#woken = false;
       return;
     }
-    this.#until = Date.now() + ms;
+    this.#shards ??= new ClusterBlocker(cluster, this.#prefix, this.#consumer, () => (this.#lostReplies = true));
+    this.#until = Date.now() + waitMs;
     try {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, ms);
-        this.#endPause = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await this.#shards.read(streams, count, waitMs, out);
     } finally {
       this.#until = 0;
       this.#woken = false;
-      this.#endPause = undefined;
     }
   }
 
   /** Ends the block in progress (or the next one, if it has not begun) without losing its reply. */
   wake(): void {
     this.#woken = true;
-    if (this.#endPause) return this.#endPause();
     if (this.#until === 0) return;
+    if (this.#shards) return this.#shards.wake();
     void this.#unblock(5);
   }
 
@@ -139,12 +133,10 @@ export class Blocker {
 
   /** Drops the connection: shutdown, when waiting for Redis to answer an unblock is not an option. */
   close(): void {
-    this.#endPause?.();
+    this.#shards?.close();
     this.#conn?.disconnect();
     this.#conn = undefined;
     this.#id = undefined;
   }
 }
 
-/** How long a read waits on a Cluster, where it cannot block yet, before the broker reads again. */
-const CLUSTER_POLL_MS = 100;

@@ -68,6 +68,11 @@ export interface ConnectOptions {
    * whose hot path batches by hand.
    */
   autoPipelining?: boolean;
+  /**
+   * A subscriber: on a Redis Cluster it takes sharded channels too (SSUBSCRIBE, with ioredis'
+   * `shardedSubscribers`: one connection per master, following the slots). Ignored on a single Redis.
+   */
+  sharded?: boolean;
   logger?: Logger;
 }
 
@@ -118,13 +123,15 @@ const refusals = new WeakMap<RedisClient, Error>();
  * the wrong kind of server (a cluster URL at a single Redis, or the reverse) fails the client's
  * commands with a ConfigError that says which URL to give.
  */
-export function newRedis(url: string, options: RedisOptions = {}): RedisClient {
+export function newRedis(url: string, options: RedisOptions = {}, sharded = false): RedisClient {
   quietIoredisTracing();
   const target = parseClusterUrl(url);
   const tls = (target ? target.tls : /^rediss:/i.test(url)) ? settings().tls : undefined;
   let client: RedisClient;
   if (target) {
-    const cluster = new (ioredis().Cluster)(target.nodes, clusterOptions(target, options, tls));
+    const cluster = new (ioredis().Cluster)(target.nodes, {
+      ...clusterOptions(target, options, tls), ...(sharded ? { shardedSubscribers: true } : {}),
+    });
     reviveCluster(cluster);
     client = cluster;
   } else {
@@ -138,6 +145,20 @@ export function newRedis(url: string, options: RedisOptions = {}): RedisClient {
   return client;
 }
 
+/**
+ * A plain client of one node ("host:port", as `cluster.slots` names it) of `cluster`, with its
+ * credentials and TLS: for a blocking read, which must not hold up the Cluster client's connection
+ * (see cluster_blocker.ts). It does not reconnect: its commands fail when it closes, and its user
+ * makes another, to whichever node then serves the slot.
+ */
+export function nodeClient(cluster: Cluster, node: string, name: string): Redis {
+  const colon = node.lastIndexOf(":");
+  return new (ioredis().Redis)({
+    ...cluster.options.redisOptions, host: node.slice(0, colon), port: Number(node.slice(colon + 1)),
+    connectionName: name, retryStrategy: () => null, lazyConnect: false,
+  });
+}
+
 export function connect(options: ConnectOptions, name: string): RedisClient {
   const redisOptions: RedisOptions = {
     connectionName: name,
@@ -147,7 +168,7 @@ export function connect(options: ConnectOptions, name: string): RedisClient {
     lazyConnect: false,
     ...(options.autoPipelining ? { enableAutoPipelining: true } : {}),
   };
-  const redis = newRedis(options.url, redisOptions);
+  const redis = newRedis(options.url, redisOptions, options.sharded);
   let lastLog = 0;
   redis.on("ready", () => {
     if (!(refusals.get(redis) instanceof ConfigError)) refusals.delete(redis);
@@ -247,7 +268,7 @@ export function valuesOf(replies: readonly Reply[]): unknown[] {
  * replies, in input order, errors included.
  */
 export async function bySlotGroup<T>(redis: RedisClient, items: readonly T[], keyOf: (item: T) => string | undefined,
-  build: (pipe: ScriptedPipeline, item: T) => void): Promise<Reply[][]> {
+  build: (pipe: ScriptedPipeline, item: T) => void, after?: AfterPipeline): Promise<Reply[][]> {
   const out: Reply[][] = new Array(items.length);
   await Promise.all(nodeGroups(redis, items, keyOf).map(async (group) => {
     const pipe = redis.pipeline() as ScriptedPipeline;
@@ -259,9 +280,16 @@ export async function bySlotGroup<T>(redis: RedisClient, items: readonly T[], ke
     const replies = (await pipe.exec()) ?? [];
     let at = 0;
     group.forEach((i, n) => (out[i] = replies.slice(at, (at += counts[n]!))));
+    await after?.(replies, group.map((i) => keyOf(items[i]!)).find((k) => k !== undefined));
   }));
   return out;
 }
+
+/**
+ * What runs after each node's pipeline of a {@link bySlotGroup} (a WAIT, see replica_acks.ts), given
+ * its replies and one of its keys; it may throw to fail the whole call.
+ */
+export type AfterPipeline = (replies: Reply[], key: string | undefined) => Promise<void>;
 
 /**
  * Indexes of `items` grouped by the node that serves their slot (as ioredis groups them: by the

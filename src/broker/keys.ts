@@ -56,9 +56,12 @@
  *                                          start, skip those jobs and SREM them when they settle
  *   {<p>:<q>}:none                  never written: a script's key where it uses none (see QueueKeys.none)
  *   {<p>:<q>}:done                  pubsub channel: JSON array of ids of jobs whose record just
- *                                          finished (one message per ack batch); result waiters listen
+ *                                          finished (one message per ack batch); result waiters listen.
+ *                                          Sharded on a Redis Cluster (SPUBLISH/SSUBSCRIBE, in the
+ *                                          queue's slot); plain PUBLISH on a single Redis
  *   <p>:abort                       pubsub channel: JSON {queue, id} of an aborted job; the worker
- *                                          running it stops it
+ *                                          running it stops it. Plain PUBLISH/SUBSCRIBE on a Cluster
+ *                                          too: a broadcast to every node, as every worker must hear it
  *   <p>:paused                      set    names of paused queues: workers read none of them (they
  *                                          check every second); sends, delays and retries still land
  *   <p>:workers                     hash   worker id -> JSON WorkerInfo (src/broker/types.ts) with its

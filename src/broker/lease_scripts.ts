@@ -15,7 +15,8 @@
  * `confirmed` is the counter's value when this consumer last saw the batch's entries its own (read
  * or renewed). Unchanged since: no entry of the batch can be anyone else's.
  * KEYS: running, aborted, reclaims
- * ARGV: group, consumer, doneChannel, confirmed (-1: unknown), then per stream: stream, n, and n jobs of
+ * ARGV: group, consumer, doneChannel, confirmed (-1: unknown), sharded ('1': tell with SPUBLISH, as in
+ *   SETTLE), then per stream: stream, n, and n jobs of
  *   7 fields: entryId, jobId, dedupKey ('' = none), recordKey ('' = leave), recordJson ('' = delete the
  *   record), keepMs (ttl of record and dedup key; 0 deletes the dedup key), srem ('1' = leave the
  *   aborted set)
@@ -25,7 +26,7 @@
 export const ACK = `
 local group, consumer, channel = ARGV[1], ARGV[2], ARGV[3]
 local fresh = tonumber(ARGV[4]) == tonumber(redis.call('GET', KEYS[3]) or '0')
-local i, lost, told = 5, {}, {}
+local i, lost, told = 6, {}, {}
 local function mine(stream, id)
   if fresh then return true end
   local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -62,7 +63,7 @@ while i <= #ARGV do
 end
 if #told > 0 then
   redis.call('HDEL', KEYS[1], unpack(told))
-  redis.call('PUBLISH', channel, cjson.encode(told))
+  redis.call(ARGV[5] == '1' and 'SPUBLISH' or 'PUBLISH', channel, cjson.encode(told))
 end
 return lost
 `;

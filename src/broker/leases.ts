@@ -5,7 +5,8 @@
  * worker that reclaimed it. The scripts are in lease_scripts.ts.
  */
 import { encodeRecord } from "../results/record.ts";
-import { bySlotGroup, execPipeline, decodeEntries, valuesOf, type Entry, type Scripted } from "./connection.ts";
+import { isCluster } from "./cluster.ts";
+import { bySlotGroup, execPipeline, decodeEntries, valuesOf, type Entry, type RedisClient, type Scripted } from "./connection.ts";
 import { GROUP, queueOfStream, type QueueKeys } from "./keys.ts";
 import type { Delivery, DeliveryRef, MalformedDelivery } from "../message.ts";
 import type { Acked } from "./types.ts";
@@ -40,6 +41,9 @@ function groupBy<T>(items: Iterable<T>, key: (item: T) => string): Map<string, T
   return out;
 }
 
+/** SETTLE's last arguments: the consumer that must hold the entry, and on a Cluster the flag to SPUBLISH. */
+export const settleTail = (redis: RedisClient, consumer: string): string[] => (isCluster(redis) ? [consumer, "1"] : [consumer]);
+
 /**
  * Acks a batch: one ACK script per queue (its keys share a slot), pipelined (per node on a Cluster).
  * The queue is the one whose stream holds the entry (`keysOf` its ref), not the one its message names.
@@ -53,7 +57,7 @@ export async function ackBatch(redis: Scripted, keysOf: (ref: DeliveryRef) => Qu
     // The oldest confirmation of the batch: the ACK script checks no entry when none changed hands since.
     let confirmed = Infinity;
     for (const a of jobs) confirmed = Math.min(confirmed, a.delivery.ref.epoch ?? -1);
-    const args: Array<string | number> = [GROUP, consumer, k.done, confirmed];
+    const args: Array<string | number> = [GROUP, consumer, k.done, confirmed, isCluster(redis) ? "1" : "0"];
     for (const [stream, list] of groupBy(jobs, (a) => a.delivery.ref.stream)) {
       args.push(stream, list.length);
       for (const { delivery, keepMs, record } of list) {

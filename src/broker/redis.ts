@@ -2,7 +2,7 @@ import { Blocker } from "./blocker.ts";
 import { RedisControl } from "./control.ts";
 import { HISTORY_ADD, RedisHistory } from "./history.ts";
 import { within } from "../timers.ts";
-import { ackBatch, pruneConsumers, recoverOwn, renewLeases } from "./leases.ts";
+import { ackBatch, pruneConsumers, recoverOwn, renewLeases, settleTail } from "./leases.ts";
 import type { Logger } from "pino";
 import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
@@ -11,7 +11,8 @@ import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
 import { bySlotGroup, connect, defineScripts, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
-import { checkPrefix } from "../config.ts";
+import { checkPrefix, settings } from "../config.ts";
+import { replicaAcked, type ReplicaAcks } from "./replica_acks.ts";
 import { browseQueue, findJob } from "./browse.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import {
@@ -35,6 +36,8 @@ export interface RedisBrokerOptions {
   patient?: boolean;
   /** One round trip for the commands of one tick (see ConnectOptions.autoPipelining). @default false */
   autoPipelining?: boolean;
+  /** Sends resolve once this many replicas have them (see Settings.replicaAcks). @default settings().replicaAcks */
+  replicaAcks?: ReplicaAcks;
   logger?: Logger;
 }
 
@@ -85,7 +88,7 @@ export class RedisBroker implements Broker {
     });
     this.jobs = new RedisJobStore({
       prefix: this.prefix, redis: this.#redis, logger: options.logger,
-      subscriber: () => connect({ ...options, patient: true }, "dray-sub"),
+      subscriber: () => connect({ ...options, patient: true, sharded: true }, "dray-sub"),
     });
     this.control = new RedisControl(this.#redis, this.prefix);
     this.history = new RedisHistory(this.#redis, this.prefix);
@@ -122,7 +125,13 @@ export class RedisBroker implements Broker {
     const items: Array<SendRequest | undefined> = fresh.length > 0 ? [undefined, ...requests] : requests;
     // The fast path, a plain XADD, answers no "duplicate": only the script dedups.
     const plain = (r: SendRequest) => !r.message.dedup && r.delay === undefined && r.at === undefined;
-    const replies = await bySlotGroup(this.#redis, items, (r) => (r ? this.keys(r.message.queue).priorities : queuesKey(this.prefix)),
+    // Durable sends: a WAIT for its replicas after each node's pipeline, on its connection (replica_acks.ts).
+    const acked = replicaAcked(this.#redis, this.#options.replicaAcks ?? settings().replicaAcks,
+      () => defineScripts(connect(this.#options, "dray-acked")));
+    // Priority levels this call registers, by the request that does: a level counts as known only
+    // once its SADD has run, so that a send that failed leaves it for the next to register.
+    const registering = new Map<string, SendRequest>();
+    const replies = await bySlotGroup(acked?.client ?? this.#redis, items, (r) => (r ? this.keys(r.message.queue).priorities : queuesKey(this.prefix)),
       (pipe, request) => {
         if (!request) return void pipe.sadd(queuesKey(this.prefix), ...fresh);
         const { message, delay, at } = request;
@@ -134,9 +143,8 @@ export class RedisBroker implements Broker {
           if (message.tracked) pipe.set(k.job(message.id), encodeRecord(pendingRecord(message)));
           // The fast path: one XADD. The priority level is registered once per process.
           const known = `${message.queue}\u0000${prio}`;
-          if (!this.#knownPriorities.has(known)) {
+          if (!this.#knownPriorities.has(known) && (registering.get(known) ?? registering.set(known, request).get(known)) === request) {
             pipe.sadd(k.priorities, prio);
-            this.#knownPriorities.add(known);
           }
           pipe.xadd(k.stream(message.priority), "*", "m", body, "r", "0");
         } else {
@@ -146,9 +154,10 @@ export class RedisBroker implements Broker {
             body, prio, delay ?? -1, at ?? -1, message.tracked ? encodeRecord(pendingRecord(message, dueAt)) : "",
             String(message.sentAt));
         }
-      });
+      }, acked?.after);
     const results = replies.slice(items.length - requests.length).map((r) => valuesOf(r));
     if (fresh.length > 0) valuesOf(replies[0]!);
+    for (const known of registering.keys()) this.#knownPriorities.add(known);
     return results.map((values, n) => plain(requests[n]!) || values[values.length - 1] === 1);
   }
 
@@ -298,7 +307,7 @@ export class RedisBroker implements Broker {
     const retries = options.charge === false ? delivery.retries : delivery.retries + 1;
     const settled = await this.#redis.draySettle(delivery.ref.stream, k.delayed, k.none, ...this.#recordKeys(delivery, options.record),
       GROUP, delivery.ref.entryId, "delay", encodeMessage(delivery.message), retries, Math.max(0, Math.round(delayMs)),
-      "", 0, ...this.#recordArgs(delivery, options.record, 0, false), this.consumer);
+      "", 0, ...this.#recordArgs(delivery, options.record, 0, false), ...settleTail(this.#redis, this.consumer));
     // Our own read loop may be blocked past the new due time; wake it rather than run the retry late.
     const until = this.#blocker.blockingUntil;
     if (until > 0 && Date.now() + delayMs < until - 10) this.#blocker.wake();
@@ -314,15 +323,15 @@ export class RedisBroker implements Broker {
     const settled = await this.#redis.draySettle(delivery.ref.stream, k.dlq, dedup,
       ...(isMalformed ? [k.none, k.none, k.none] : this.#recordKeys(delivery, kept)),
       GROUP, delivery.ref.entryId, "dlq", body, isMalformed ? 0 : delivery.retries, 0, JSON.stringify(error), keepMs,
-      ...(isMalformed ? ["", "", 0, ""] : this.#recordArgs(delivery, kept, keepMs, true)), this.consumer);
+      ...(isMalformed ? ["", "", 0, ""] : this.#recordArgs(delivery, kept, keepMs, true)), ...settleTail(this.#redis, this.consumer));
     return settled > 0;
   }
 
   async giveBack(deliveries: Delivery[]): Promise<DeliveryRef[]> {
     if (deliveries.length === 0) return [];
     const settled = await bySlotGroup(this.#redis, deliveries, (d) => d.ref.stream, (pipe, d) => pipe.draySettle(d.ref.stream,
-      d.ref.stream, this.#refKeys(d.ref).none, ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId, "stream",
-      encodeMessage(d.message), d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false), this.consumer));
+      d.ref.stream, this.#refKeys(d.ref).none, ...this.#recordKeys(d, undefined), GROUP, d.ref.entryId, "stream", encodeMessage(d.message),
+      d.retries, 0, "", 0, ...this.#recordArgs(d, undefined, 0, false), ...settleTail(this.#redis, this.consumer)));
     return deliveries.filter((_, n) => !(Number(valuesOf(settled[n]!)[0]) > 0)).map((d) => d.ref);
   }
 

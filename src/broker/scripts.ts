@@ -138,7 +138,8 @@ return 1
  *       the queue's `none` key in place of each one not used
  * ARGV: group, entryId, mode ('delay'|'dlq'|'stream'), body, retries, delayMs, errorJson, dedupTtlMs,
  *       jobId, recordJson ('' = leave it, or delete it when dead-lettering), recordTtlMs (0 = none),
- *       doneChannel ('' = tell no one), consumer (who must hold the entry)
+ *       doneChannel ('' = tell no one), consumer (who must hold the entry), sharded ('1': tell with
+ *       SPUBLISH, on a Redis Cluster; absent on a single Redis, which may be older than 7)
  * Returns: 1 when settled; 2 when it was already, by an earlier send of this same call; 0 when this
  * consumer does not hold the entry (any more): nothing changed.
  */
@@ -181,7 +182,7 @@ if given(KEYS[4]) then
   elseif mode == 'dlq' then
     redis.call('DEL', KEYS[4])
   end
-  if ARGV[12] ~= '' then redis.call('PUBLISH', ARGV[12], cjson.encode({ jobId })) end
+  if ARGV[12] ~= '' then redis.call(ARGV[14] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[12], cjson.encode({ jobId })) end
 end
 return 1
 `;
@@ -191,7 +192,8 @@ return 1
  * stays running until the worker that holds it, told on the abort channel, stops it. A finished job
  * is left alone. Either way the id joins the aborted set, so a worker starting later still knows.
  * KEYS: record, running, aborted
- * ARGV: jobId, abortChannel, doneChannel, queue
+ * ARGV: jobId, abortChannel, doneChannel, queue, sharded ('1': the done channel with SPUBLISH, as in
+ *       SETTLE; the abort channel is always a plain PUBLISH, see keys.ts)
  * Returns: { 'unknown' | 'finished' | 'running' | 'aborted', status before }
  */
 export const ABORT = `
@@ -212,7 +214,7 @@ rec.status = 'aborted'
 rec.finishedAt = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 rec.error = { name = 'JobAborted', message = 'aborted before it ran' }
 redis.call('SET', KEYS[1], cjson.encode(rec))
-redis.call('PUBLISH', ARGV[3], cjson.encode({ jobId }))
+redis.call(ARGV[5] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[3], cjson.encode({ jobId }))
 return { 'aborted', before }
 `;
 

@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import { isCluster } from "../broker/cluster.ts";
 import { bySlotGroup, type RedisClient } from "../broker/connection.ts";
 import { abortChannel, queueKeys, queuesKey } from "../broker/keys.ts";
 import { ABORT } from "../broker/scripts.ts";
@@ -12,8 +13,9 @@ export interface RedisJobStoreOptions {
   redis: RedisClient;
   /**
    * Opens the connection that subscribes (a subscribed connection can run no other command). On a
-   * Redis Cluster, a Cluster client: ioredis subscribes on one node, and Redis passes every PUBLISH
-   * (plain, not sharded) to all nodes.
+   * Redis Cluster, a Cluster client with ioredis' `shardedSubscribers`: a queue's done channel is
+   * sharded (SSUBSCRIBE on the master of its slot, where the scripts SPUBLISH), the abort channel
+   * plain (ioredis subscribes on one node, and Redis passes every PUBLISH to all nodes).
    */
   subscriber: () => RedisClient;
   logger?: Logger | undefined;
@@ -78,7 +80,7 @@ export class RedisJobStore implements JobStore {
   async abort(queue: string, id: string): Promise<AbortResult | undefined> {
     const k = this.#keys(queue);
     const [what, before] = await this.#redis.drayAbort(k.job(id), k.running, k.aborted, id,
-      abortChannel(this.#o.prefix), k.done, queue);
+      abortChannel(this.#o.prefix), k.done, queue, isCluster(this.#redis) ? "1" : "0");
     const status = before as JobStatus;
     switch (what) {
       case "unknown":
@@ -138,6 +140,12 @@ export class RedisJobStore implements JobStore {
       connectedBefore = true;
     });
     sub.on("message", (channel: string, text: string) => this.#onMessage(channel, text));
+    if (isCluster(sub)) {
+      sub.on("smessage", (channel: string, text: string) => this.#onMessage(channel, text));
+      // A master's sharded subscriber came back (a reconnect, a failover): what was published meanwhile is lost.
+      sub.on("+subscriber", () => this.#waiters.recheck());
+      sub.on("subscribersReady", () => this.#waiters.recheck());
+    }
     return (this.#sub = sub);
   }
 
@@ -167,7 +175,9 @@ export class RedisJobStore implements JobStore {
   #subscribe(channel: string): Promise<unknown> {
     let done = this.#subscribed.get(channel);
     if (!done) {
-      done = this.#subscriber().subscribe(channel);
+      const sub = this.#subscriber();
+      // A done channel is in its queue's slot: sharded on a Cluster, where one SSUBSCRIBE names one slot's channels.
+      done = isCluster(sub) && this.#queueOfDone(channel) !== undefined ? sub.ssubscribe(channel) : sub.subscribe(channel);
       this.#subscribed.set(channel, done);
       done.catch(() => this.#subscribed.delete(channel));
     }
@@ -176,7 +186,10 @@ export class RedisJobStore implements JobStore {
 
   #unsubscribe(channel: string): void {
     if (!this.#subscribed.delete(channel)) return;
-    this.#sub?.unsubscribe(channel).catch(() => undefined);
+    const sub = this.#sub;
+    if (!sub) return;
+    const sharded = isCluster(sub) && this.#queueOfDone(channel) !== undefined;
+    (sharded ? sub.sunsubscribe(channel) : sub.unsubscribe(channel)).catch(() => undefined);
   }
 
   close(): void {
