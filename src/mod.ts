@@ -19,7 +19,7 @@ export { pipeline, PipelineHandle } from "./pipeline.ts";
 export type { Pipeline } from "./pipeline.ts";
 export { configure } from "./config.ts";
 export type { Settings, TlsSettings } from "./config.ts";
-export type { ReplicaAcks } from "./broker/replica_acks.ts";
+export type { ReplicaAcks } from "./config.ts";
 export { closeBroker } from "./client.ts";
 export {
   actorHistory, browseQueue, cronRuns, getWorkers, inspectJob, jobsPerMinute, listCrons, liveOverview, pauseQueue, purgeDead, queueOverview, requeueDead, resumeQueue,

@@ -7,42 +7,32 @@
  * redis-server or redis-cli; in CI (CI set) their absence fails the file.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import process from "node:process";
 import { Cluster } from "ioredis";
-import { keySlot } from "../src/broker/cluster.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
 import { getJob } from "../src/job.ts";
 import type { Delivery, Message } from "../src/message.ts";
 import { settledRecord } from "../src/results/record.ts";
-import { missingBinaries, startCluster, type MasterNode, type RedisCluster } from "./cluster/cluster.ts";
+import type { MasterNode, RedisCluster } from "./cluster/cluster.ts";
+import { closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
 import { sleep, testPrefix, until } from "./helpers.ts";
 
-const missing = missingBinaries();
-if (missing.length > 0 && process.env.CI) throw new Error(`CI needs ${missing.join(" and ")} on PATH for the cluster tests`);
-const enabled = missing.length === 0;
+const enabled = clusterEnabled();
 
 let cluster: RedisCluster;
 let masters: MasterNode[];
+/** A plain ioredis Cluster client: what the cases add by hand and clean up. */
 let raw: Cluster;
 
 beforeAll(async () => {
-  if (!enabled) return;
-  cluster = await startCluster();
-  masters = await cluster.masters();
-  raw = new Cluster([{ host: cluster.nodes[0]!.host, port: cluster.nodes[0]!.port }]);
-  raw.on("error", () => undefined);
+  if (enabled) ({ cluster, masters, raw } = await openCluster());
 }, 60_000);
 
-afterAll(async () => {
-  raw?.disconnect();
-  await cluster?.stop();
-});
+afterAll(() => closeCluster({ cluster, raw }));
 
 const QUEUES = ["a", "b", "c"];
 
 function masterOf(key: string): number {
-  const slot = keySlot(key);
-  return masters.find((m) => m.slots.some(([from, to]) => slot >= from && slot <= to))!.port;
+  return masterFor(masters, key).port;
 }
 
 /** A fresh prefix whose queues a, b and c are on three different masters. */

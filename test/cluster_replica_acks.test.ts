@@ -9,44 +9,33 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import process from "node:process";
 import { Cluster } from "ioredis";
-import { keySlot } from "../src/broker/cluster.ts";
 import { queuesKey } from "../src/broker/keys.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
-import { checkReplicaAcks, replicaAcksFromEnv } from "../src/broker/replica_acks.ts";
+import { checkReplicaAcks, replicaAcksFromEnv } from "../src/config.ts";
 import { closeBroker } from "../src/client.ts";
 import { configure, settings } from "../src/config.ts";
 import { ConfigError, ReplicationTimeout } from "../src/errors.ts";
 import type { Message } from "../src/message.ts";
-import { missingBinaries, startCluster, type MasterNode, type RedisCluster } from "./cluster/cluster.ts";
+import type { MasterNode, RedisCluster } from "./cluster/cluster.ts";
+import { closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
 import { failoverActors } from "./fixtures/failover_app.ts";
 import { cleanPrefix, REDIS_URL, rejection, testPrefix } from "./helpers.ts";
 import { redisTest } from "./redis_test.ts";
 
-const missing = missingBinaries();
-if (missing.length > 0 && process.env.CI) throw new Error(`CI needs ${missing.join(" and ")} on PATH for the cluster tests`);
-const enabled = missing.length === 0;
+const enabled = clusterEnabled();
 
 let cluster: RedisCluster;
 let masters: MasterNode[];
+/** A plain ioredis Cluster client: what the cases add by hand and clean up. */
 let raw: Cluster;
 
 beforeAll(async () => {
-  if (!enabled) return;
-  cluster = await startCluster();
-  masters = await cluster.masters();
-  raw = new Cluster([{ host: cluster.nodes[0]!.host, port: cluster.nodes[0]!.port }]);
-  raw.on("error", () => undefined);
+  if (enabled) ({ cluster, masters, raw } = await openCluster());
 }, 60_000);
 
-afterAll(async () => {
-  raw?.disconnect();
-  await cluster?.stop();
-});
+afterAll(() => closeCluster({ cluster, raw }));
 
-const masterOf = (key: string): MasterNode => {
-  const slot = keySlot(key);
-  return masters.find((m) => m.slots.some(([from, to]) => slot >= from && slot <= to))!;
-};
+const masterOf = (key: string): MasterNode => masterFor(masters, key);
 
 /** A prefix whose queues `queues` are on three different masters. */
 function spreadPrefix(queues: readonly string[]): string {

@@ -11,8 +11,8 @@ import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
 import { bySlotGroup, connect, defineScripts, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
-import { checkPrefix, settings } from "../config.ts";
-import { replicaAcked, type ReplicaAcks } from "./replica_acks.ts";
+import { checkPrefix, settings, type ReplicaAcks } from "../config.ts";
+import { replicaAcked } from "./replica_acks.ts";
 import { browseQueue, findJob } from "./browse.ts";
 import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
 import {

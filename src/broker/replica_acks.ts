@@ -8,43 +8,10 @@
  * the write: each node's enqueue pipeline is followed by one there (see {@link replicaAcked}).
  */
 import type { Redis } from "ioredis";
-import { z } from "zod";
-import { ConfigError, ReplicationTimeout } from "../errors.ts";
+import { checkReplicaAcks, type ReplicaAcks } from "../config.ts";
+import { ReplicationTimeout } from "../errors.ts";
 import { isCluster, keySlot } from "./cluster.ts";
 import type { AfterPipeline, RedisClient, Scripted } from "./connection.ts";
-
-/** How many replicas must have a send before it resolves, and how long to wait for them. */
-export interface ReplicaAcks {
-  /** Replicas of the master that must acknowledge each send; at least 1. */
-  replicas: number;
-  /** How long a send waits for them before it rejects with ReplicationTimeout. @default 1000 */
-  timeoutMs?: number;
-}
-
-export const replicaAcksSchema = z.object({
-  replicas: z.number().int().min(1),
-  // WAIT's 0 means "forever": a send would hang as long as the replica is away.
-  timeoutMs: z.number().int().min(1).default(1000),
-}).strict();
-
-/** Validated {@link ReplicaAcks}, or undefined for off; `what` names the source in the error. */
-export function checkReplicaAcks(value: ReplicaAcks | undefined, what = "replicaAcks"): Required<ReplicaAcks> | undefined {
-  if (value === undefined) return undefined;
-  const parsed = replicaAcksSchema.safeParse(value);
-  if (!parsed.success) throw new ConfigError(`${what}: ${z.prettifyError(parsed.error)}`);
-  return parsed.data;
-}
-
-/**
- * `DRAY_REPLICA_ACKS=<replicas>[:<timeoutMs>]` (e.g. `1` or `1:500`), or undefined when unset, empty
- * or 0 (off).
- */
-export function replicaAcksFromEnv(raw: string | undefined): Required<ReplicaAcks> | undefined {
-  if (!raw || raw.trim() === "0") return undefined;
-  const match = /^\s*(\d+)\s*(?::\s*(\d+)\s*)?$/.exec(raw);
-  if (!match) throw new ConfigError(`DRAY_REPLICA_ACKS: "${raw}" is not <replicas>[:<timeoutMs>], e.g. 1 or 1:500`);
-  return checkReplicaAcks({ replicas: Number(match[1]), ...(match[2] ? { timeoutMs: Number(match[2]) } : {}) }, "DRAY_REPLICA_ACKS");
-}
 
 /**
  * Each client's twin for sends that wait for replicas. A WAIT holds its connection until the replicas
