@@ -22,6 +22,7 @@ import { brokerConformance } from "./broker_conformance.ts";
 import type { MasterNode, RedisCluster } from "./cluster/cluster.ts";
 import { closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
 import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
+import { resultsConformance } from "./results_conformance.ts";
 import { slow } from "./fixtures/core_app.ts";
 import { fixture, rejection, spawnWorker, started, testPrefix, until } from "./helpers.ts";
 
@@ -87,6 +88,12 @@ brokerConformance("redis cluster", async (visibilityTimeout) => {
       await cleanClusterPrefix(prefix);
     },
   };
+}, enabled);
+
+resultsConformance("redis cluster", async () => {
+  const prefix = spreadPrefix();
+  const broker = new RedisBroker({ url: cluster.url, prefix, patient: true });
+  return { broker, cleanup: async () => { await broker.close(); await cleanClusterPrefix(prefix); } };
 }, enabled);
 
 // Its keys go with the cluster, which the file stops at the end.
