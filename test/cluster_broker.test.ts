@@ -9,12 +9,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Cluster } from "ioredis";
+import { pino } from "pino";
 import { newRedis } from "../src/broker/connection.ts";
 import { queueKeys, queuesKey } from "../src/broker/keys.ts";
 import { RedisBroker } from "../src/broker/redis.ts";
 import { closeBroker } from "../src/client.ts";
 import { configure, settings } from "../src/config.ts";
 import { RedisCronStore } from "../src/cron/redis_store.ts";
+import { dashboard } from "../src/dashboard/mod.ts";
 import { ConfigError } from "../src/errors.ts";
 import { decodeMessage, type Delivery, type Message } from "../src/message.ts";
 import { settledRecord } from "../src/results/record.ts";
@@ -24,9 +26,10 @@ import { closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/
 import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
 import { resultsConformance } from "./results_conformance.ts";
 import { slow } from "./fixtures/core_app.ts";
-import { fixture, rejection, spawnWorker, started, testPrefix, until } from "./helpers.ts";
+import { fixture, rejection, spawnDray, spawnWorker, started, testPrefix, until } from "./helpers.ts";
 
 const enabled = clusterEnabled();
+const silent = pino({ level: "silent" });
 
 let cluster: RedisCluster;
 let masters: MasterNode[];
@@ -128,6 +131,38 @@ describe("dray on a Redis Cluster", () => {
     expect(code).not.toBe(0);
     expect(worker.output()).toContain("redis+cluster://");
   }, 20_000);
+
+  test.skipIf(!enabled)("given jobs and a dead letter on queues of three masters, then dray queues and the dashboard show them all", async () => {
+    const prefix = spreadPrefix();
+    const broker = new RedisBroker({ url: cluster.url, prefix, autoPipelining: true });
+    try {
+      // given a ready job on a, one running on b, a dead letter on c
+      const sent = ["a", "b", "c"].map((q) => msg(q, { payload: { q } }));
+      await broker.enqueue(sent.map((message) => ({ message })));
+      await broker.read(["b"], 1, 0);
+      const [dead] = (await broker.read(["c"], 1, 0)) as Delivery[];
+      await broker.deadLetter(dead!, { name: "Error", message: "boom on c" });
+      // when dray queues reads them
+      const queues = spawnDray("queues", [], { DRAY_PREFIX: prefix, REDIS_URL: cluster.url });
+      expect(await queues.exited).toBe(0);
+      const rows = queues.output().split("\n").filter((l) => /^[abc]\s/.test(l)).map((l) => l.split(/\s+/).slice(0, 5).join(" "));
+      // then (queue ready running delayed dead)
+      expect(rows).toEqual(["a 1 0 0 0", "b 0 1 0 0", "c 0 0 0 1"]);
+      // and the dashboard's pages answer from all three masters
+      const page = async (path: string) => {
+        const res = await dashboard({ broker, token: "", logger: silent }).fetch(new Request(`http://dash${path}`));
+        return { status: res.status, body: await res.text() };
+      };
+      expect((await page("/")).body).toMatch(/data-queue="c"/);
+      expect((await page("/queues/a?state=ready")).body).toContain(sent[0]!.id);
+      expect((await page("/queues/b?state=running")).body).toContain(sent[1]!.id);
+      expect((await page("/dead/c")).body).toContain("boom on c");
+      expect((await page(`/jobs?id=${sent[1]!.id}`)).status).toBe(200);
+    } finally {
+      await broker.close();
+      await cleanClusterPrefix(prefix);
+    }
+  }, 30_000);
 
   test.skipIf(!enabled)("given tracked jobs on queues of three masters, when acked in one batch, then each waiter hears of its own", async () => {
     const prefix = spreadPrefix();
