@@ -22,7 +22,7 @@ import { decodeMessage, type Delivery, type Message } from "../src/message.ts";
 import { settledRecord } from "../src/results/record.ts";
 import { brokerConformance } from "./broker_conformance.ts";
 import type { MasterNode, RedisCluster } from "./cluster/cluster.ts";
-import { closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
+import { cleanClusterPrefix as cleanClusterPrefixOn, closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
 import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
 import { resultsConformance } from "./results_conformance.ts";
 import { slow } from "./fixtures/core_app.ts";
@@ -57,17 +57,8 @@ function spreadPrefix(): string {
   throw new Error("found no prefix that spreads the queues");
 }
 
-/** Every key of `prefix` on every master; keys of different slots go one by one. */
-async function cleanClusterPrefix(prefix: string): Promise<void> {
-  await Promise.all(raw.nodes("master").map(async (node) => {
-    let cursor = "0";
-    do {
-      const [next, keys] = await node.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
-      cursor = next;
-      await Promise.all(keys.map((key) => node.unlink(key)));
-    } while (cursor !== "0");
-  }));
-}
+/** Every key of `prefix` on every master. */
+const cleanClusterPrefix = (prefix: string): Promise<void> => cleanClusterPrefixOn(raw, prefix);
 
 brokerConformance("redis cluster", async (visibilityTimeout) => {
   const prefix = spreadPrefix();

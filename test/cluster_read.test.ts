@@ -13,7 +13,7 @@ import { getJob } from "../src/job.ts";
 import type { Delivery, Message } from "../src/message.ts";
 import { settledRecord } from "../src/results/record.ts";
 import type { MasterNode, RedisCluster } from "./cluster/cluster.ts";
-import { closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
+import { cleanClusterPrefix as cleanClusterPrefixOn, closeCluster, clusterEnabled, masterFor, openCluster } from "./cluster/suite.ts";
 import { sleep, testPrefix, until } from "./helpers.ts";
 
 const enabled = clusterEnabled();
@@ -44,16 +44,8 @@ function spreadPrefix(): string {
   throw new Error("found no prefix that spreads the queues");
 }
 
-async function cleanClusterPrefix(prefix: string): Promise<void> {
-  await Promise.all(raw.nodes("master").map(async (node) => {
-    let cursor = "0";
-    do {
-      const [next, keys] = await node.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
-      cursor = next;
-      await Promise.all(keys.map((key) => node.unlink(key)));
-    } while (cursor !== "0");
-  }).map((p) => p.catch(() => undefined)));
-}
+/** Every key of `prefix` on every master. */
+const cleanClusterPrefix = (prefix: string): Promise<void> => cleanClusterPrefixOn(raw, prefix);
 
 /** Read commands (XREADGROUP, scripts) every master has run so far: what a polling read would add to. */
 async function readCommands(): Promise<number> {

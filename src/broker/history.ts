@@ -115,6 +115,8 @@ export class RedisHistory implements HistoryStore {
   constructor(redis: Scripted, prefix: string) {
     this.#redis = redis;
     this.#prefix = prefix;
+    // Its key count varies with the batch, so it is passed first with each call (see add).
+    redis.defineCommand("drayHistoryAdd", { lua: HISTORY_ADD });
   }
 
   async add(rows: HistoryRow[]): Promise<void> {

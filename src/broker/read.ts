@@ -86,3 +86,38 @@ export class ReclaimPacing {
     return true;
   }
 }
+
+/**
+ * Each queue's priority streams, from its levels set, kept 2 s: a sender may start using a new level,
+ * so they are read again now and then. An empty set is not kept (nothing sent yet).
+ */
+export class StreamLevels {
+  readonly #byQueue = new Map<string, string[]>();
+
+  constructor(private readonly redis: Scripted, private readonly keysOf: (queue: string) => QueueKeys) {}
+
+  cached(queue: string): string[] | undefined {
+    return this.#byQueue.get(queue);
+  }
+
+  clear(): void {
+    this.#byQueue.clear();
+  }
+
+  async streams(queues: string[]): Promise<string[]> {
+    const all: string[] = [];
+    for (const queue of queues) {
+      let streams = this.#byQueue.get(queue);
+      if (!streams) {
+        const k = this.keysOf(queue);
+        streams = (await this.redis.smembers(k.priorities)).map((p) => k.streamPrefix + p);
+        if (streams.length > 0) {
+          this.#byQueue.set(queue, streams);
+          setTimeout(() => this.#byQueue.delete(queue), 2_000).unref?.();
+        }
+      }
+      all.push(...streams);
+    }
+    return all;
+  }
+}

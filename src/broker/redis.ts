@@ -1,6 +1,7 @@
 import { Blocker } from "./blocker.ts";
 import { RedisControl } from "./control.ts";
-import { HISTORY_ADD, RedisHistory } from "./history.ts";
+import { redisLimits } from "./limits.ts";
+import { RedisHistory } from "./history.ts";
 import { within } from "../timers.ts";
 import { ackBatch, pruneConsumers, recoverOwn, renewLeases, settleTail } from "./leases.ts";
 import type { Logger } from "pino";
@@ -9,16 +10,16 @@ import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery 
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
-import { GROUP, limitKey, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
+import { GROUP, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
 import { bySlotGroup, connect, defineScripts, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
 import { checkPrefix, settings, type ReplicaAcks } from "../config.ts";
 import { replicaAcked } from "./replica_acks.ts";
 import { browseQueue, findJob } from "./browse.ts";
-import { ReclaimPacing, readByScript, readPlain } from "./read.ts";
+import { ReclaimPacing, readByScript, readPlain, StreamLevels } from "./read.ts";
 import {
   listDeadLetters, lookupActor, publishActors, purgeDeadLetters, queueStats, queueStatsMany, requeueDeadLetters,
 } from "./admin.ts";
-import type { Acked, ActorMeta, Broker, BrowsedJob, BrowseOptions, Control, DeadLetter, JobState, LimitRule, Page, QueueStats,
+import type { Acked, ActorMeta, Broker, BrowsedJob, BrowseOptions, Control, DeadLetter, JobState, Page, QueueStats,
   RateLimits, RetryOptions, SendRequest } from "./types.ts";
 
 export interface RedisBrokerOptions {
@@ -54,7 +55,7 @@ export class RedisBroker implements Broker {
   readonly #options: RedisBrokerOptions;
   readonly #knownPriorities = new Set<string>();
   readonly #knownQueues = new Set<string>();
-  readonly #streamsByQueue = new Map<string, string[]>();
+  readonly #levels: StreamLevels;
   /** Queues whose last read found a single priority level (0): read without Lua, see read.ts. */
   readonly #oneLevel = new Set<string>();
   readonly #keys = new Map<string, QueueKeys>();
@@ -72,9 +73,9 @@ export class RedisBroker implements Broker {
     this.consumer = options.consumer ?? `c-${crypto.randomUUID()}`;
     this.visibilityTimeout = options.visibilityTimeout ?? 10_000;
     this.#redis = defineScripts(connect(options, "dray"));
-    this.#redis.defineCommand("drayHistoryAdd", { lua: HISTORY_ADD });
     this.#blocker = new Blocker(options, this.prefix, this.consumer, this.#redis);
     this.#reclaims = new ReclaimPacing(this.visibilityTimeout);
+    this.#levels = new StreamLevels(this.#redis, (queue) => this.keys(queue));
     // ioredis sends a command again when its connection dropped before the reply: a read sent again
     // leaves the first one's entries pending here, unseen. Look for them once reading again.
     let down = false;
@@ -92,11 +93,7 @@ export class RedisBroker implements Broker {
     });
     this.control = new RedisControl(this.#redis, this.prefix);
     this.history = new RedisHistory(this.#redis, this.prefix);
-    this.limits = {
-      acquire: (key: string, rule: LimitRule, token: string) => this.#redis.drayAcquire(limitKey(this.prefix, key),
-        rule.kind, rule.limit, rule.kind === "concurrent" ? rule.leaseMs : rule.windowMs, token),
-      release: async (key: string, token: string) => void (await this.#redis.zrem(limitKey(this.prefix, key), token)),
-    };
+    this.limits = redisLimits(this.#redis, this.prefix);
   }
 
   /**
@@ -226,7 +223,7 @@ export class RedisBroker implements Broker {
   }
 
   async #block(queues: string[], count: number, waitMs: number, out: Array<Delivery | MalformedDelivery>) {
-    const streams = await this.#streams(queues);
+    const streams = await this.#levels.streams(queues);
     if (streams.length === 0) {
       await new Promise((r) => setTimeout(r, Math.min(waitMs, 250)));
       return;
@@ -240,7 +237,7 @@ export class RedisBroker implements Broker {
         ref.epoch = this.#epochs.get(queueOfStream(this.prefix, ref.stream)) ?? -1;
       }
     } catch (error) {
-      if (String(error).includes("NOGROUP")) this.#streamsByQueue.clear();
+      if (String(error).includes("NOGROUP")) this.#levels.clear();
       else if (!String(error).includes("Connection is closed")) throw error;
     }
   }
@@ -251,7 +248,7 @@ export class RedisBroker implements Broker {
    * Runs with the reclaim pass, not awaited: it changes nothing any read depends on.
    */
   #prune(queues: string[]): void {
-    const streams = queues.flatMap((queue) => this.#streamsByQueue.get(queue) ?? [this.keys(queue).stream(0)]);
+    const streams = queues.flatMap((queue) => this.#levels.cached(queue) ?? [this.keys(queue).stream(0)]);
     pruneConsumers(this.#redis, this.consumer, streams, this.visibilityTimeout * 6).catch(() => undefined);
   }
 
@@ -259,29 +256,11 @@ export class RedisBroker implements Broker {
   async recover(queues: string[], holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>> {
     if (!this.#blocker.takeLostReplies()) return [];
     try {
-      return this.#markRunning(await recoverOwn(this.#redis, this.prefix, this.consumer, await this.#streams(queues), holds));
+      return this.#markRunning(await recoverOwn(this.#redis, this.prefix, this.consumer, await this.#levels.streams(queues), holds));
     } catch (error) {
       this.#blocker.noteLostReply(); // look again next time
       throw error;
     }
-  }
-
-  async #streams(queues: string[]): Promise<string[]> {
-    const all: string[] = [];
-    for (const queue of queues) {
-      let streams = this.#streamsByQueue.get(queue);
-      if (!streams) {
-        const k = this.keys(queue);
-        streams = (await this.#redis.smembers(k.priorities)).map((p) => k.streamPrefix + p);
-        // Re-read the levels now and then: a sender may have started using a new one.
-        if (streams.length > 0) {
-          this.#streamsByQueue.set(queue, streams);
-          setTimeout(() => this.#streamsByQueue.delete(queue), 2_000).unref?.();
-        }
-      }
-      all.push(...streams);
-    }
-    return all;
   }
 
   /**
@@ -405,7 +384,7 @@ export class RedisBroker implements Broker {
     this.#blocker.close();
     this.jobs.close();
     if (this.#redis.status === "ready" && this.#epochs.size > 0) {
-      const leave = async () => pruneConsumers(this.#redis, this.consumer, await this.#streams([...this.#epochs.keys()]), 0);
+      const leave = async () => pruneConsumers(this.#redis, this.consumer, await this.#levels.streams([...this.#epochs.keys()]), 0);
       await within(leave().catch(() => undefined), 1_000);
     }
     await within(this.#redis.quit().catch(() => undefined), 1_000);

@@ -39,3 +39,16 @@ export function masterFor(masters: MasterNode[], key: string): MasterNode {
   const slot = keySlot(key);
   return masters.find((m) => m.slots.some(([from, to]) => slot >= from && slot <= to))!;
 }
+
+/** Every key of `prefix` on every master; a master that is gone (a failover test's) is skipped. */
+export async function cleanClusterPrefix(raw: Cluster, prefix: string): Promise<void> {
+  await Promise.all(raw.nodes("master").map(async (node) => {
+    let cursor = "0";
+    do {
+      const [next, keys] = await node.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      // One by one: the keys of a prefix are in many slots.
+      await Promise.all(keys.map((key) => node.unlink(key)));
+    } while (cursor !== "0");
+  }).map((p) => p.catch(() => undefined)));
+}
