@@ -20,6 +20,7 @@ import { doomed, flaky, ok, spin } from "./fixtures/metrics_app.ts";
 import { cleanPrefix, fixture, REDIS_URL, root, runtimeCommand, spawnDray, spawnWorker, started, testPrefix, until,
   type WorkerProcess } from "./helpers.ts";
 import { redisTest } from "./redis_test.ts";
+import { sample } from "./scrape.ts";
 
 const app = fixture("metrics_app.ts");
 const hasServer = redisServerAvailable();
@@ -36,17 +37,6 @@ afterEach(async () => {
   if (prefix) await cleanPrefix(prefix);
   prefix = "";
 });
-
-/** One sample of `text`, by name and labels (all given labels must match); undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
-  }
-  return undefined;
-}
 
 async function scrape(port: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`);

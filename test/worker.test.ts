@@ -1,6 +1,6 @@
 /**
  * End to end through real worker processes (`dray worker test/fixtures/core_app.ts`), as users run
- * them: at-least-once under kill -9, claim renewal, retries and backoff, delays, dead letters,
+ * them (kill -9 recovery is in recovery.ts): a job that kills its worker, claim renewal, retries and backoff, delays, dead letters,
  * malformed input, graceful shutdown.
  */
 import { redisTest } from "./redis_test.ts";
@@ -48,27 +48,6 @@ afterEach(async () => {
 });
 
 describe("worker", () => {
-  it("kill -9 mid-batch loses nothing: the survivor finishes every job", async () => {
-    // given 120 jobs of 50 ms and a worker with a 1 s visibility timeout
-    await slow.sendMany(Array.from({ length: 120 }, (_, n) => ({ n, ms: 50 })));
-    const a = worker(["--visibility-timeout", "1000"]);
-    await started(a);
-    await until(async () => (await redis.scard(`${prefix}:test:done`)) >= 20, "first jobs done");
-    // when it is killed mid-batch and another worker takes over
-    a.child.kill("SIGKILL");
-    await a.exited;
-    const b = worker(["--visibility-timeout", "1000"]);
-    await started(b);
-    // then every job completes
-    await until(async () => (await redis.scard(`${prefix}:test:done`)) === 120, "all 120 done", 25_000);
-    // and the queue settles: jobs the killed worker finished but never acked run again (at-least-once)
-    await until(async () => {
-      const s = await broker.stats("core");
-      return s.ready === 0 && s.running === 0 && s.delayed === 0;
-    }, "queue settled", 15_000);
-    expect((await broker.stats("core"))).toMatchObject({ ready: 0, running: 0, delayed: 0, dead: 0 });
-  }, 40_000);
-
   it("a message that kills its worker every time is dead-lettered as WorkerCrashed once its lost claims run out", async () => {
     // given a job whose handler kills the worker process, with maxRetries 5 (crashes are counted apart)
     await poison.send({});
