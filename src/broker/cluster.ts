@@ -100,6 +100,10 @@ export function clusterOptions(target: ClusterTarget, options: RedisOptions, tls
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 300,
     retryDelayOnTryAgain: 200,
+    // While a slot moves (a reshard), a script whose keys are not all on one side gets TRYAGAIN until
+    // the last key has moved, and a command bounces ASK -> TRYAGAIN -> MOVED -> ASK: ioredis' default
+    // 16 redirections last about a second of that (test/cluster_reshard.test.ts), 64 about four.
+    maxRedirections: 64,
     ...(enableAutoPipelining ? { enableAutoPipelining } : {}),
     ...(lazyConnect ? { lazyConnect } : {}),
   };
@@ -128,6 +132,33 @@ export function reviveCluster(cluster: Cluster): void {
     }, 1_000);
     (again as { unref?: () => void }).unref?.();
   });
+}
+
+/**
+ * The options of a sharded subscriber (ioredis' `shardedSubscribers`), which must follow its
+ * channels' slots to another master. When a slot moves (a reshard), its old master drops the
+ * SSUBSCRIBE of its channels, and ioredis subscribes again on the new one only when something makes
+ * it reload the slots: for a client that runs nothing but SSUBSCRIBE, never, and the result waiters
+ * would hear nothing more. So it reloads them every 2 s (one CLUSTER SLOTS).
+ */
+export const shardedOptions = { shardedSubscribers: true, slotsRefreshInterval: 2_000 } satisfies ClusterOptions;
+
+/**
+ * An SSUBSCRIBE that meets MOVED (the slot moved since the subscriber last loaded the slots) is never
+ * answered in ioredis 5.11: DataHandler drops the command, the client reloads the slots and subscribes
+ * again on the new master. It counts as done once the subscribers are ready again, which is when that
+ * new SSUBSCRIBE has gone out; a caller awaiting it (a result waiter) would wait forever otherwise.
+ */
+export function answerMovedSsubscribe(cluster: Cluster): void {
+  type Ssubscribe = (...channels: string[]) => Promise<unknown>;
+  const ssubscribe = cluster.ssubscribe as Ssubscribe;
+  (cluster as unknown as { ssubscribe: Ssubscribe }).ssubscribe = function (this: Cluster, ...channels: string[]) {
+    return new Promise((resolve, reject) => {
+      const ready = () => resolve(channels.length);
+      cluster.once("subscribersReady", ready);
+      ssubscribe.apply(this, channels).then(resolve, reject).finally(() => cluster.off("subscribersReady", ready));
+    });
+  };
 }
 
 /**

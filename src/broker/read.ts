@@ -4,7 +4,7 @@
  */
 import { BrokerError } from "../errors.ts";
 import type { Delivery, MalformedDelivery } from "../message.ts";
-import { decodeEntries, type Entry, type Scripted } from "./connection.ts";
+import { decodeEntries, resendRedirected, type Entry, type Scripted } from "./connection.ts";
 import { GROUP, type QueueKeys } from "./keys.ts";
 
 export interface QueueRead {
@@ -44,7 +44,8 @@ export async function readPlain(redis: Scripted, k: QueueKeys, queue: string, co
   const pipe = redis.pipeline();
   (pipe as unknown as Scripted).drayRead(k.priorities, k.delayed, k.reclaims, k.streamPrefix, GROUP, consumer, 0, 0, 1000);
   pipe.xreadgroup("GROUP", GROUP, consumer, "COUNT", count, "STREAMS", stream, ">");
-  const results = (await pipe.exec()) ?? [];
+  // A slot moving may redirect one of the two and not the other: see resendRedirected.
+  const results = await resendRedirected(redis, (await pipe.exec()) ?? []);
   const [prepError, prep] = results[0] as [Error | null, unknown[]];
   const [readError, read] = results[1] as [Error | null, [string, Entry[]][] | null];
   if (prepError) throw new BrokerError(`redis: ${prepError.message}`, { cause: prepError });
