@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
 import { encodeRecord, pendingRecord } from "../results/record.ts";
+import { pendingRecords, type EnqueueItem } from "./send_batch.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
@@ -114,33 +115,39 @@ export class RedisBroker implements Broker {
   /**
    * One pipeline on a single Redis; on a Cluster one per node (bySlotGroup), with the queue
    * directory's SADD in the group of its own slot. Each request's commands touch its queue's slot.
+   * The plain sends' pending records go first, in MSETs of one queue each (send_batch.ts): one
+   * command for many keys rather than a SET each.
    */
   async enqueue(requests: SendRequest[]): Promise<boolean[]> {
     // So that a handle made from a bare id can find the queue its record is in.
     const fresh = [...new Set(requests.map((r) => r.message.queue))].filter((q) => !this.#knownQueues.has(q));
     for (const queue of fresh) this.#knownQueues.add(queue);
-    const items: Array<SendRequest | undefined> = fresh.length > 0 ? [undefined, ...requests] : requests;
     // The fast path, a plain XADD, answers no "duplicate": only the script dedups.
     const plain = (r: SendRequest) => !r.message.dedup && r.delay === undefined && r.at === undefined;
+    // Before the XADDs: a worker's final record must never be overwritten by a pending one.
+    const records = pendingRecords(requests.filter((r) => plain(r) && r.message.tracked).map((r) => r.message),
+      (queue, id) => this.keys(queue).job(id));
+    const items: EnqueueItem[] = [...(fresh.length > 0 ? [{ directory: fresh }] : []), ...records, ...requests];
+    const before = items.length - requests.length;
     // Durable sends: a WAIT for its replicas after each node's pipeline, on its connection (replica_acks.ts).
     const acked = replicaAcked(this.#redis, this.#options.replicaAcks ?? settings().replicaAcks,
       () => defineScripts(connect(this.#options, "dray-acked")));
     // Priority levels this call registers, by the request that does: a level counts as known only
     // once its SADD has run, so that a send that failed leaves it for the next to register.
     const registering = new Map<string, SendRequest>();
-    const replies = await bySlotGroup(acked?.client ?? this.#redis, items, (r) => (r ? this.keys(r.message.queue).priorities : queuesKey(this.prefix)),
-      (pipe, request) => {
-        if (!request) return void pipe.sadd(queuesKey(this.prefix), ...fresh);
-        const { message, delay, at } = request;
+    const replies = await bySlotGroup(acked?.client ?? this.#redis, items,
+      (item) => ("directory" in item ? queuesKey(this.prefix) : this.keys("pairs" in item ? item.queue : item.message.queue).priorities),
+      (pipe, item) => {
+        if ("directory" in item) return void pipe.sadd(queuesKey(this.prefix), ...item.directory);
+        if ("pairs" in item) return void pipe.mset(...item.pairs);
+        const { message, delay, at } = item;
         const k = this.keys(message.queue);
         const body = encodeMessage(message);
         const prio = String(message.priority);
-        if (plain(request)) {
-          // Before the XADD: a worker's final record must never be overwritten by this one.
-          if (message.tracked) pipe.set(k.job(message.id), encodeRecord(pendingRecord(message)));
+        if (plain(item)) {
           // The fast path: one XADD. The priority level is registered once per process.
           const known = `${message.queue}\u0000${prio}`;
-          if (!this.#knownPriorities.has(known) && (registering.get(known) ?? registering.set(known, request).get(known)) === request) {
+          if (!this.#knownPriorities.has(known) && (registering.get(known) ?? registering.set(known, item).get(known)) === item) {
             pipe.sadd(k.priorities, prio);
           }
           pipe.xadd(k.stream(message.priority), "*", "m", body, "r", "0");
@@ -152,8 +159,9 @@ export class RedisBroker implements Broker {
             String(message.sentAt));
         }
       }, acked?.after);
-    const results = replies.slice(items.length - requests.length).map((r) => valuesOf(r));
-    if (fresh.length > 0) valuesOf(replies[0]!);
+    // A failed directory SADD or record MSET fails the call, as a failed send does.
+    for (const reply of replies.slice(0, before)) valuesOf(reply);
+    const results = replies.slice(before).map((r) => valuesOf(r));
     for (const known of registering.keys()) this.#knownPriorities.add(known);
     return results.map((values, n) => plain(requests[n]!) || values[values.length - 1] === 1);
   }
