@@ -24,8 +24,9 @@ export class BullSystem implements System {
     readonly runtime: RuntimeName = ctx.runtime) {
     this.label = `bullmq ${mode === "threads" ? "worker-threads" : "in-process"} c${concurrency}${runtime === ctx.runtime ? "" : ` (${runtime})`}`;
     this.#prefix = `${ctx.prefix}-bull`;
-    // BullMQ does not close a connection it was given: this one is ours to close.
-    this.#connection = ctx.redis.duplicate({ maxRetriesPerRequest: null });
+    // BullMQ does not close a connection it was given: this one is ours to close. A single Redis's:
+    // mod.ts refuses --compare bullmq on a cluster.
+    this.#connection = (ctx.redis as Redis).duplicate({ maxRetriesPerRequest: null });
     this.#queue = new Queue(BENCH_QUEUE, {
       connection: this.#connection,
       prefix: this.#prefix,

@@ -33,7 +33,8 @@ const WAIT_MS = 30_000;
 
 export async function measureLatency(ctx: BenchContext, system: System, rate: number, seconds: number,
   warmupSeconds: number, firstIndex: number): Promise<Latency> {
-  const key = `${ctx.prefix}:latency`;
+  // One hash tag for both lists, so that a Redis Cluster takes the DEL of both.
+  const key = `{${ctx.prefix}:latency}`;
   const warmKey = `${key}:warmup`;
   await ctx.redis.del(key, warmKey);
   const n = Math.max(1, Math.round(rate * seconds));

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../src/broker/connection.ts";
 import { cpuCount } from "../src/runtime/mod.ts";
 import { launchEnv, root, runtimeCommand } from "./spawn.ts";
 
@@ -44,7 +44,7 @@ const packageVersion = (dir: string) => {
   return text ? (JSON.parse(text) as { version?: string }).version ?? null : null;
 };
 
-export async function machineInfo(redis: Redis): Promise<MachineInfo> {
+export async function machineInfo(redis: RedisClient): Promise<MachineInfo> {
   const mem = /MemTotal:\s+(\d+) kB/.exec(read("/proc/meminfo") ?? "");
   const cpu = /model name\s*:\s*(.+)/.exec(read("/proc/cpuinfo") ?? "");
   const server = String(await redis.call("INFO", "server"));

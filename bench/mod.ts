@@ -5,14 +5,15 @@
  * throughput targets; can write JSON and an SVG chart.
  */
 import { writeFileSync } from "node:fs";
-import { Redis } from "ioredis";
+import { isClusterUrl } from "../src/broker/cluster.ts";
+import { newRedis } from "../src/broker/connection.ts";
 import { closeBroker } from "../src/client.ts";
 import { configure, settings } from "../src/config.ts";
 import type { Isolation } from "../src/executor/mod.ts";
 import { exit, onShutdownSignal, type RuntimeName } from "../src/runtime/mod.ts";
 import { chartSvg } from "./chart.ts";
 import { machineInfo, machineLine, type MachineInfo } from "./machine.ts";
-import { LEGEND, progressLine, referenceTable, sweepTable, targetLines } from "./report.ts";
+import { LEGEND, mastersTable, progressLine, referenceTable, sweepTable, targetLines } from "./report.ts";
 import { cleanPrefix, runOnce, type RunOptions, type RunResult } from "./runner.ts";
 import type { Scenario } from "./scenarios.ts";
 import { killChildren } from "./spawn.ts";
@@ -20,7 +21,8 @@ import { freePort } from "./chaos/redis_server.ts";
 import { evaluateTargets, isolationLine, medianRun, recommend, type Recommendation, type Reference, type TargetResult } from "./summary.ts";
 import { BaselineSystem, DraySystem, type BenchContext, type DrayConfig, type System } from "./systems.ts";
 import type { BullSystem } from "./bullmq_system.ts";
-import { ConfigError } from "../src/errors.ts";
+import { ConfigError, UsageError } from "../src/errors.ts";
+import { masterNodes, queuesLine, spreadQueues, type BenchQueue } from "./topology.ts";
 
 type BullSystems = typeof import("./bullmq_system.ts");
 
@@ -53,6 +55,11 @@ export interface BenchOptions {
   historyMs?: number | undefined;
   /** `dray worker --prefetch`; unset: the worker's default (its concurrency). */
   prefetch?: number | undefined;
+  /**
+   * Queues the jobs go to, round-robin; the worker reads them all. On a Redis Cluster they are picked
+   * on different masters (round-robin when more than the masters). @default 1; on a cluster, the masters
+   */
+  queues?: number | undefined;
   /** Rounds of the interleaved reference runs (dray, baseline, BullMQ ...), medians reported. */
   rounds: number;
   baseline: boolean;
@@ -64,6 +71,7 @@ export interface BenchOptions {
   startTimeoutMs: number;
   json?: string;
   chart?: string;
+  /** A `redis+cluster://` URL runs the bench on a Redis Cluster. @default settings().redisUrl (REDIS_URL) */
   redisUrl?: string;
   /** The command line, recorded in the report. */
   command?: string;
@@ -73,7 +81,11 @@ export interface BenchOptions {
 export interface BenchReport {
   meta: MachineInfo & { command: string; date: string; scenario: Scenario; runtime: RuntimeName; isolation: Isolation; results: boolean;
     /** The key prefix the run used (and removed). */
-    prefix: string };
+    prefix: string;
+    /** The Redis was a cluster; its masters ("host:port"). */
+    cluster: { masters: string[] } | null;
+    /** The queues the jobs went to, and the server of each. */
+    queues: BenchQueue[] };
   cells: RunResult[];
   recommendation: Recommendation | null;
   references: Reference[];
@@ -86,10 +98,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const previous = settings();
   const redisUrl = o.redisUrl ?? previous.redisUrl;
   const prefix = `dray-bench-${crypto.randomUUID().slice(0, 8)}`;
+  const cluster = isClusterUrl(redisUrl);
+  // BullMQ's side and the bare loops take a plain client of one Redis.
+  if (cluster && o.compareBullmq) throw new UsageError("--compare bullmq runs on a single Redis, not on a Redis Cluster");
   configure({ prefix, redisUrl });
-  const redis = new Redis(redisUrl);
-  const ctx: BenchContext = { redis, redisUrl, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results, prefetch: o.prefetch,
-    ...(o.metrics ? { metricsPort: await freePort() } : {}), ...(o.historyMs !== undefined ? { historyMs: o.historyMs } : {}) };
+  const redis = newRedis(redisUrl);
   const bulls: BullSystem[] = [];
   const bullmq = o.compareBullmq ? await loadBullmq() : undefined;
   const removeSignal = onShutdownSignal(() => {
@@ -98,12 +111,22 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     void cleanPrefix(redis, prefix).finally(() => exit(130));
   });
   try {
-    const meta = { ...(await machineInfo(redis)), command: o.command ?? "dray bench", date: new Date().toISOString(),
-      scenario: o.scenario, runtime: o.runtime, isolation: o.isolation, results: o.results, prefix };
+    const machine = await machineInfo(redis); // the first command: a Cluster client then knows the slots
+    const masters = masterNodes(redis).map((m) => m.name);
+    const queues = spreadQueues(redis, prefix, o.queues ?? (cluster ? masters.length : 1));
+    const ctx: BenchContext = { redis, redisUrl, cluster, queues, prefix, scenario: o.scenario, runtime: o.runtime, results: o.results,
+      prefetch: o.prefetch, ...(o.metrics ? { metricsPort: await freePort() } : {}), ...(o.historyMs !== undefined ? { historyMs: o.historyMs } : {}) };
+    const meta = { ...machine, command: o.command ?? "dray bench", date: new Date().toISOString(),
+      scenario: o.scenario, runtime: o.runtime, isolation: o.isolation, results: o.results, prefix,
+      cluster: cluster ? { masters } : null, queues };
     log(machineLine(meta));
     log(`bench prefix ${prefix} · scenario ${o.scenario} · worker runtime ${o.runtime} · isolation ${o.isolation}` +
       ` · result records ${o.results ? "on" : "off"}${o.metrics ? " · metrics on" : ""}` +
       `${o.historyMs === undefined ? "" : ` · history every ${o.historyMs || "(off)"} ms`}`);
+    if (cluster || queues.length > 1) log(queuesLine(queues, cluster ? masters : undefined));
+    // The bare loops read the one stream of queue "bench" with a plain client.
+    const baseline = o.baseline && !cluster && queues.length === 1;
+    if (o.baseline && !baseline) log("no bare Streams loops: they read one queue on a single Redis");
     const runOptions: RunOptions = {
       jobs: o.jobs, singleJobs: Math.min(5_000, Math.ceil(o.jobs / 4)), chunk: 1_000, maxSeconds: o.maxSeconds,
       rate: o.rate, latencySeconds: o.latencySeconds, warmupSeconds: o.warmupSeconds, startTimeoutMs: o.startTimeoutMs, log,
@@ -112,12 +135,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     meta.isolation = o.isolation;
     log("");
     log(sweepTable(cells));
+    if (cluster) log(`\n${mastersTable(cells.map((run) => ({ label: run.label, run })))}`);
     const rec = recommend(cells, o.scenario);
     log(rec ? `recommendation: ${rec.line}` : "recommendation: none (no cell finished)");
-    const references = await referenceRounds(ctx, o, runOptions, rec, bulls, log, bullmq);
+    const references = await referenceRounds(ctx, { ...o, baseline }, runOptions, rec, bulls, log, bullmq);
     const dray = references.find((r) => r.kind === "dray" && r.median.concurrency === rec?.concurrency)?.median
       ?? cells.find((c) => c.threads === rec?.threads && c.concurrency === rec?.concurrency);
     if (references.length > 0) log(`\n${referenceTable(references, dray)}`);
+    if (cluster && references.length > 0) log(`\n${mastersTable(references.map((r) => ({ label: r.label, run: r.median })))}`);
     const isolation = isolationLine(references, dray);
     if (isolation) log(isolation);
     const ioDray = dray?.threads === 2 && dray.concurrency === 200 ? [dray] : [];

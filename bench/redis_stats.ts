@@ -1,9 +1,12 @@
 /**
  * Redis-side cost of a run, from INFO deltas (never CONFIG RESETSTAT: the bench did not start this
  * Redis). Both figures are server-wide, so traffic of other clients on the same server counts too:
- * take final numbers on a quiet server.
+ * take final numbers on a quiet server. On a Redis Cluster they are read on every master and summed
+ * (replicas are not counted: see topology.ts).
  */
 import type { Redis } from "ioredis";
+import type { RedisClient } from "../src/broker/connection.ts";
+import { masterNodes } from "./topology.ts";
 
 export interface RedisSnapshot {
   /** used_cpu_sys + used_cpu_user, ms. */
@@ -48,4 +51,31 @@ export function delta(before: RedisSnapshot, after: RedisSnapshot, own: Record<s
     }
   }
   return { cpuMs: after.cpuMs - before.cpuMs, calls, total };
+}
+
+/** A snapshot of every server of the run ({@link masterNodes}), by "host:port". */
+export async function snapshotNodes(redis: RedisClient): Promise<Map<string, RedisSnapshot>> {
+  const nodes = masterNodes(redis);
+  const snaps = await Promise.all(nodes.map((n) => snapshot(n.client)));
+  return new Map(nodes.map((n, i) => [n.name, snaps[i]!]));
+}
+
+/**
+ * {@link delta} on each server, `own` being the bench's commands by server, and their sum. A server
+ * missing from either snapshot (a failover replaced it) is left out of both.
+ */
+export function deltaNodes(before: Map<string, RedisSnapshot>, after: Map<string, RedisSnapshot>,
+  own: Record<string, Record<string, number>> = {}): { total: RedisCost; nodes: Map<string, RedisCost> } {
+  const nodes = new Map<string, RedisCost>();
+  const total: RedisCost = { cpuMs: 0, calls: {}, total: 0 };
+  for (const [name, b] of before) {
+    const a = after.get(name);
+    if (!a) continue;
+    const cost = delta(b, a, own[name]);
+    nodes.set(name, cost);
+    total.cpuMs += cost.cpuMs;
+    total.total += cost.total;
+    for (const [cmd, n] of Object.entries(cost.calls)) total.calls[cmd] = (total.calls[cmd] ?? 0) + n;
+  }
+  return { total, nodes };
 }

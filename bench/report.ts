@@ -53,6 +53,19 @@ export function referenceTable(refs: Reference[], dray: RunResult | undefined): 
     refs.map((ref) => [ref.label, String(ref.runs.length), ...metrics(ref.median), ref.median === dray ? "1.00x" : ratio(ref.median)]));
 }
 
+/**
+ * On a Redis Cluster: each run's Redis cost per master (the table's rCPU and cmds/job are their sums),
+ * with the run's queues on that master.
+ */
+export function mastersTable(runs: Array<{ label: string; run: RunResult }>): string {
+  const rows = runs.flatMap(({ label, run }) => (run.status === "ok" ? run.redisMasters ?? [] : []).map((m) => [
+    label, m.node, m.queues.join(",") || "-", us(m.cpuMsPerJob),
+    `${num(m.enqueueCommandsPerJob, 2)}+${num(m.processCommandsPerJob, 2)}`,
+  ]));
+  return `Redis cost per master (the rCPU and cmds/job above are the masters' sums; replicas are not counted):\n` +
+    table(["run", "master", "queues", "rCPU us/job", "cmds/job enq+proc"], rows);
+}
+
 export function targetLines(targets: TargetResult[]): string {
   return targets.map((t) => `${t.status.padEnd(4)}  ${t.name}: ${t.detail}`).join("\n");
 }

@@ -1,15 +1,18 @@
 /**
  * One measured run of one system: enqueue (bulk, then single sends with 64 in flight), start its
  * worker on the pre-filled queue and time the drain, then offer a fixed rate and record latencies.
- * Worker CPU and RSS come from /proc, Redis CPU and commands from INFO deltas over the drain.
+ * Worker CPU and RSS come from /proc, Redis CPU and commands from INFO deltas over the drain (on a
+ * Redis Cluster: on each master, summed, and reported per master too).
  */
-import type { Redis } from "ioredis";
+import { isCluster, keySlot } from "../src/broker/cluster.ts";
+import type { RedisClient } from "../src/broker/connection.ts";
 import { PeakRss, sampleTree } from "./proc.ts";
-import { delta, snapshot } from "./redis_stats.ts";
+import { deltaNodes, snapshotNodes, type RedisCost } from "./redis_stats.ts";
 import type { BenchPayload } from "./scenarios.ts";
 import type { Child } from "./spawn.ts";
 import type { BenchContext, System } from "./systems.ts";
 import { measureLatency, type Latency } from "./latency.ts";
+import { masterNodes } from "./topology.ts";
 
 export interface RunOptions {
   /** Jobs pre-filled with bulk sends. */
@@ -53,6 +56,23 @@ export interface RunResult {
   processCommandsPerJob: number | null;
   /** Per-command breakdown of the processing part. */
   commandsPerJob: Record<string, number>;
+  /**
+   * On a Redis Cluster: the Redis figures above for each master, whose sums they are (up to rounding;
+   * in a median of rounds, each figure is its own median). Replicas are not counted.
+   */
+  redisMasters?: MasterCost[];
+}
+
+/** One master's share of a run's Redis cost, per job of the run (as the totals are). */
+export interface MasterCost {
+  /** "host:port". */
+  node: string;
+  /** The run's queues whose keys it holds. */
+  queues: string[];
+  cpuMsPerJob: number;
+  redisCommandsPerJob: number;
+  enqueueCommandsPerJob: number;
+  processCommandsPerJob: number;
 }
 
 const POLL_MS = 5;
@@ -60,9 +80,10 @@ const IN_FLIGHT = 64;
 
 export async function runOnce(ctx: BenchContext, system: System, o: RunOptions): Promise<RunResult> {
   await cleanPrefix(ctx.redis, ctx.prefix);
-  const beforeFill = await snapshot(ctx.redis);
+  const beforeFill = await snapshotNodes(ctx.redis);
   const enqueue = await fill(system, o);
-  const enqueueCommands = delta(beforeFill, await snapshot(ctx.redis)).total / enqueue.total;
+  const enqueueCost = deltaNodes(beforeFill, await snapshotNodes(ctx.redis));
+  const enqueueCommands = enqueueCost.total.total / enqueue.total;
   const child = system.start();
   const result: RunResult = {
     label: system.label, kind: system.kind,
@@ -77,9 +98,10 @@ export async function runOnce(ctx: BenchContext, system: System, o: RunOptions):
   try {
     const t0 = await deadline(child.ready, o.startTimeoutMs, "the worker did not say it was ready");
     rss = new PeakRss(child.pid);
-    await drain(ctx, system, child, t0, o, result);
+    const drained = await drain(ctx, system, child, t0, o, result);
     result.enqueueCommandsPerJob = round(enqueueCommands, 2);
     result.redisCommandsPerJob = round(enqueueCommands + result.processCommandsPerJob!, 2);
+    if (ctx.cluster) result.redisMasters = perMaster(ctx, enqueueCost.nodes, enqueue.total, drained.nodes, drained.jobs);
     if (result.status === "ok" && o.rate > 0) {
       // Offering more than half of what the worker drains would measure a queue building up; after a
       // cut-off drain, the sends would wait behind what is left and measure that backlog instead.
@@ -122,10 +144,13 @@ async function fill(system: System, o: RunOptions) {
   return { bulkJobsPerSec: Math.round(bulkJobsPerSec), singleJobsPerSec: Math.round(singleJobsPerSec), total };
 }
 
-/** Times the worker draining the pre-filled queue and charges CPU and commands to the jobs done. */
+/**
+ * Times the worker draining the pre-filled queue and charges CPU and commands to the jobs done.
+ * Returns the Redis cost per server and the jobs it is charged to.
+ */
 async function drain(ctx: BenchContext, system: System, child: Child, t0: number, o: RunOptions, r: RunResult) {
   const total = o.jobs + o.singleJobs;
-  const before = await snapshot(ctx.redis);
+  const before = await snapshotNodes(ctx.redis);
   const cpuBefore = sampleTree(child.pid);
   let polls = 1;
   const first = await system.remaining();
@@ -148,8 +173,12 @@ async function drain(ctx: BenchContext, system: System, child: Child, t0: number
     }
   }
   const cpuAfter = sampleTree(child.pid);
-  const own = Object.fromEntries(Object.entries(system.pollCommands).map(([k, n]) => [k, n * polls]));
-  const cost = delta(before, await snapshot(ctx.redis), own);
+  const own = Object.fromEntries([...before.keys()].map((node) => {
+    // A system that polls one server only (a single Redis) says so with pollCommands alone.
+    const commands = system.pollCommandsAt?.[node] ?? (before.size === 1 ? system.pollCommands : {});
+    return [node, Object.fromEntries(Object.entries(commands).map(([k, n]) => [k, n * polls]))];
+  }));
+  const { total: cost, nodes } = deltaNodes(before, await snapshotNodes(ctx.redis), own);
   const jobs = total - left;
   const inWindow = Math.max(1, first.left - left);
   const seconds = Math.max(1, end - t0) / 1000;
@@ -161,16 +190,49 @@ async function drain(ctx: BenchContext, system: System, child: Child, t0: number
     .map(([k, n]) => [k, round(n / inWindow, 3)] as const)
     .filter(([, n]) => n >= 0.005)
     .sort((a, b) => b[1] - a[1]));
+  return { nodes, jobs: inWindow };
 }
 
-/** SCAN + UNLINK every key holding the bench's prefix (never FLUSH: the database is not ours). */
-export async function cleanPrefix(redis: Redis, prefix: string): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== "0");
+/** Each master's enqueue and processing cost, per job as the totals are: enqueue over the jobs sent, the rest over the drained. */
+function perMaster(ctx: BenchContext, enqueue: Map<string, RedisCost>, sent: number, drained: Map<string, RedisCost>,
+  jobs: number): MasterCost[] {
+  return [...drained].map(([node, cost]) => {
+    const enq = (enqueue.get(node)?.total ?? 0) / sent;
+    const proc = cost.total / jobs;
+    return {
+      node, queues: ctx.queues.filter((q) => q.node === node).map((q) => q.name),
+      cpuMsPerJob: round(cost.cpuMs / jobs, 4), redisCommandsPerJob: round(enq + proc, 2),
+      enqueueCommandsPerJob: round(enq, 2), processCommandsPerJob: round(proc, 2),
+    };
+  });
+}
+
+/**
+ * SCAN + UNLINK every key holding the bench's prefix (never FLUSH: the database is not ours), on
+ * every master of a cluster.
+ */
+export async function cleanPrefix(redis: RedisClient, prefix: string): Promise<void> {
+  const cluster = isCluster(redis);
+  await Promise.all(masterNodes(redis).map(async ({ client }) => {
+    let cursor = "0";
+    do {
+      const [next, keys] = await client.scan(cursor, "MATCH", `*${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      // A cluster node refuses an UNLINK of keys in several slots, and a prefix's keys are in many.
+      for (const group of cluster ? bySlot(keys) : [keys]) if (group.length > 0) await client.unlink(...group);
+    } while (cursor !== "0");
+  }));
+}
+
+function bySlot(keys: string[]): string[][] {
+  const groups = new Map<number, string[]>();
+  for (const key of keys) {
+    const slot = keySlot(key);
+    const group = groups.get(slot);
+    if (group) group.push(key);
+    else groups.set(slot, [key]);
+  }
+  return [...groups.values()];
 }
 
 function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

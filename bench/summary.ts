@@ -3,7 +3,7 @@
  * targets as PASS / MISS lines.
  */
 import type { Latency, Percentiles } from "./latency.ts";
-import type { RunResult } from "./runner.ts";
+import type { MasterCost, RunResult } from "./runner.ts";
 import type { Scenario } from "./scenarios.ts";
 
 /** Runs of one system in the interleaved rounds, and their median. */
@@ -52,7 +52,18 @@ export function medianRun(runs: RunResult[]): RunResult {
     redisCommandsPerJob: nullableMedian(ok.map((r) => r.redisCommandsPerJob)),
     enqueueCommandsPerJob: nullableMedian(ok.map((r) => r.enqueueCommandsPerJob)),
     processCommandsPerJob: nullableMedian(ok.map((r) => r.processCommandsPerJob)),
+    ...(ok[0]!.redisMasters ? { redisMasters: medianMasters(ok) } : {}),
   };
+}
+
+/** Each master's figures, each the median over the rounds: they need not add up to the median totals. */
+function medianMasters(ok: RunResult[]): MasterCost[] {
+  return ok[0]!.redisMasters!.map((first) => {
+    const same = ok.map((r) => r.redisMasters?.find((m) => m.node === first.node)).filter((m): m is MasterCost => m !== undefined);
+    const m = (pick: (c: MasterCost) => number) => median(same.map(pick));
+    return { ...first, cpuMsPerJob: m((c) => c.cpuMsPerJob), redisCommandsPerJob: m((c) => c.redisCommandsPerJob),
+      enqueueCommandsPerJob: m((c) => c.enqueueCommandsPerJob), processCommandsPerJob: m((c) => c.processCommandsPerJob) };
+  });
 }
 
 export interface Recommendation {

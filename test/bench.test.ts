@@ -12,6 +12,8 @@ import { runBench, type BenchReport } from "../bench/mod.ts";
 import type { RunResult } from "../bench/runner.ts";
 import { evaluateTargets } from "../bench/summary.ts";
 import { ConfigError } from "../src/errors.ts";
+import { queueKeys } from "../src/broker/keys.ts";
+import { closeCluster, clusterEnabled, masterFor, openCluster, type OpenCluster } from "./cluster/suite.ts";
 import { REDIS_URL } from "./helpers.ts";
 import { redisTest } from "./redis_test.ts";
 
@@ -97,6 +99,64 @@ describe("dray bench", () => {
     expect(cell.latency).toBeNull();
     expect(cell.note).toContain("no latency run: the drain was cut off");
   }, 60_000);
+
+  test.skipIf(!clusterEnabled())("given a Redis Cluster of 3 masters, when a tiny bench runs on it, then jobs spread over 3 masters and Redis cost is reported per master", async () => {
+    // given a cluster started for this test, and its URL given as --redis
+    let open: Partial<OpenCluster> = {};
+    const lines: string[] = [];
+    try {
+      open = await openCluster();
+      const options = {
+        ...parseBenchArgs(["--redis", open.cluster!.url, "--jobs", "2000", "--threads", "1", "--concurrency", "16",
+          "--isolation", "inline", "--runtime", "bun", "--rate", "100", "--latency-seconds", "0.3", "--rounds", "1"]),
+        log: (line: string) => void lines.push(line),
+      };
+      // when
+      const report = await runBench(options);
+      // then the default --queues is one queue per master, each on a master of its own
+      const { masters } = open;
+      expect(report.meta.cluster?.masters).toHaveLength(3);
+      expect(report.meta.queues).toHaveLength(3);
+      for (const q of report.meta.queues) {
+        expect(`127.0.0.1:${masterFor(masters!, queueKeys(report.meta.prefix, q.name).stream(0)).port}`).toBe(q.node);
+      }
+      expect(new Set(report.meta.queues.map((q) => q.node)).size).toBe(3);
+      const cell = report.cells[0]!;
+      expect(cell.status).toBe("ok");
+      expect(cell.processing.jobs).toBe(2500);
+      expect(cell.latency?.jobs).toBe(30);
+      // and each master took its share of the sends (a third each, round-robin) and of the processing
+      const per = cell.redisMasters!;
+      expect(per.map((m) => m.node).sort()).toEqual(report.meta.cluster!.masters);
+      for (const m of per) {
+        expect(m.queues).toHaveLength(1);
+        expect(m.enqueueCommandsPerJob).toBeGreaterThan(0.25);
+        expect(m.processCommandsPerJob).toBeGreaterThan(0.25);
+      }
+      // and the totals are the masters' sums, up to the rounding of each
+      const sum = (pick: (m: (typeof per)[number]) => number) => per.reduce((n, m) => n + pick(m), 0);
+      expect(Math.abs(sum((m) => m.cpuMsPerJob) - cell.redisCpuMsPerJob!)).toBeLessThanOrEqual(0.0003);
+      expect(Math.abs(sum((m) => m.enqueueCommandsPerJob) - cell.enqueueCommandsPerJob!)).toBeLessThanOrEqual(0.03);
+      expect(Math.abs(sum((m) => m.processCommandsPerJob) - cell.processCommandsPerJob!)).toBeLessThanOrEqual(0.03);
+      // and the summary prints them, a row per master
+      const printed = lines.find((l) => l.includes("Redis cost per master"));
+      for (const node of report.meta.cluster!.masters) expect(printed).toContain(node);
+      // and no key of the run is left on any master
+      const left = await Promise.all(open.raw!.nodes("master").map((n) => n.keys(`*${report.meta.prefix}*`)));
+      expect(left.flat()).toEqual([]);
+    } finally {
+      await closeCluster(open);
+    }
+  }, 60_000);
+
+  test("given --redis and --queues, when parsed, then they are taken, and a password is not recorded", () => {
+    const o = parseBenchArgs(["--redis", "redis+cluster://u:secret@h:7000,h:7001", "--queues", "4"]);
+    expect(o.redisUrl).toBe("redis+cluster://u:secret@h:7000,h:7001");
+    expect(o.queues).toBe(4);
+    expect(o.command).toBe("dray bench --redis redis+cluster://u:***@h:7000,h:7001 --queues 4");
+    expect(parseBenchArgs([]).queues).toBeUndefined();
+    expect(() => parseBenchArgs(["--queues", "0"])).toThrow(ConfigError);
+  });
 
   test("given bad flags, when parsed, then they are refused with a ConfigError", () => {
     expect(() => parseBenchArgs(["--scenario", "sleepy"])).toThrow(ConfigError);

@@ -14,7 +14,8 @@ Throughput, latency and cost per job of a real worker process on Redis: sweeps -
 
 options:
   --scenario S          what a job does: ${SCENARIOS.join(", ")} (default noop);
-                        chaos is a fault-injection run: 'dray bench --scenario chaos --help'
+                        chaos is a fault-injection run: 'dray bench --scenario chaos --help';
+                        hung times jobs that hang their thread: 'dray bench --scenario hung --help'
   --jobs N              jobs per run (default 50000)
   --threads 1,2,4       thread (or process) counts to sweep (default 1,2,4)
   --processes 1,2       worker processes (dray worker --processes) to sweep, each with
@@ -29,6 +30,13 @@ options:
   --history-ms N        the workers' DRAY_HISTORY_MS: how often they write the dashboard's
                         per-minute history; 0 turns it off (default: the worker's, 5000)
   --compare bullmq      add BullMQ's workers to the reference runs
+  --redis URL           the Redis to measure (default: REDIS_URL); redis+cluster://host:port,...
+                        (from either) measures a Redis Cluster: Redis CPU and commands are read
+                        on every master, summed and shown per master (replicas not counted);
+                        no bare loops and no --compare bullmq there
+  --queues N            send the jobs round-robin over N queues, all read by the worker; on a
+                        cluster they are put on different masters (default 1; on a cluster,
+                        the number of masters)
   --rounds N            interleaved rounds of the reference runs (default 2)
   --no-baseline         skip the bare Streams loop and the thread-hop loop
   --rate N              jobs/s offered in the latency run; 0: no latency run (default 500)
@@ -66,15 +74,17 @@ options:
 
 /** `dray bench ...`: parses the flags; the bench itself lives in bench/. */
 export async function run(args: string[]): Promise<void> {
-  const chaos = isChaos(args);
+  // Like chaos, not a sweep: one setting, flags and help of its own (bench/hung.ts).
+  if (isScenario(args, "hung")) return await (await import("../../bench/hung.ts")).runHungCli(args);
+  const chaos = isScenario(args, "chaos");
   if (helpRequested(args, chaos ? chaosUsage : usage)) return;
   // The chaos scenario is a fault-injection run, not a sweep: its own flags (bench/chaos/cli.ts).
   if (chaos) return await (await import("../../bench/chaos/cli.ts")).runChaosCli(args);
   await runBench(parseBenchArgs(args));
 }
 
-function isChaos(args: string[]): boolean {
-  return args.some((a, i) => a === "--scenario=chaos" || (a === "--scenario" && args[i + 1] === "chaos"));
+function isScenario(args: string[], name: string): boolean {
+  return args.some((a, i) => a === `--scenario=${name}` || (a === "--scenario" && args[i + 1] === name));
 }
 
 export function parseBenchArgs(args: string[]): BenchOptions {
@@ -96,6 +106,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       "max-seconds": { type: "string", default: "10" },
       "start-timeout": { type: "string", default: "15000" },
       rounds: { type: "string", default: "2" },
+      redis: { type: "string" },
+      queues: { type: "string" },
       results: { type: "string", default: "on" },
       metrics: { type: "string", default: "off" },
       "history-ms": { type: "string" },
@@ -121,6 +133,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     ...(values["history-ms"] !== undefined ? { historyMs: nonNegativeInt("--history-ms", values["history-ms"]) } : {}),
     ...(values.prefetch !== undefined ? { prefetch: nonNegativeInt("--prefetch", values.prefetch) } : {}),
     rounds: positiveInt("--rounds", values.rounds),
+    ...(values.redis !== undefined ? { redisUrl: values.redis } : {}),
+    ...(values.queues !== undefined ? { queues: positiveInt("--queues", values.queues) } : {}),
     baseline: !values["no-baseline"],
     rate: nonNegative("--rate", values.rate),
     latencySeconds: nonNegative("--latency-seconds", values["latency-seconds"]),
@@ -129,7 +143,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     startTimeoutMs: positiveInt("--start-timeout", values["start-timeout"]),
     ...(values.json ? { json: values.json } : {}),
     ...(values.chart ? { chart: values.chart } : {}),
-    command: ["dray bench", ...args].join(" "),
+    // The report keeps the command line: not a password a --redis URL may hold.
+    command: ["dray bench", ...args.map((a) => a.replace(/(\/\/[^:@/]*:)[^@/]*@/, "$1***@"))].join(" "),
   };
 }
 

@@ -44,6 +44,14 @@ export interface HostControl {
    * signal) or the blocker is unknown: then the overrunning job itself is to blame.
    */
   blocker?(entry: RunningJob): RunningJob | undefined;
+  /**
+   * At a job's limit (or abort): true when the job itself still holds its host in the synchronous
+   * code it began with. It cannot see its signal then, so the grace would only keep the host, and
+   * every job waiting in it, blocked: the host is stopped at once.
+   */
+  holdsHost?(entry: RunningJob): boolean;
+  /** The job's host showed a sign of life since its stop signal: the job could see it and stop. */
+  sawStop?(entry: RunningJob): boolean;
 }
 
 export interface JobBookOptions {
@@ -61,8 +69,10 @@ const maxSeq = 0x7fff_ffff;
  * The running jobs of a thread or process executor: a slot per job, the host that runs it, its
  * deadline, and its outcome when its host stops. Deadlines count from the host's start report, so
  * time spent waiting for a free host is never charged to the job. At the time limit the job's signal
- * aborts; after a grace the host is stopped, the job fails with TimeLimitExceeded, and the other jobs
- * on that host are interrupted (given back without being charged an attempt).
+ * aborts; after a grace (none when the job holds its host, so cannot see the signal) the host is
+ * stopped, the job fails with TimeLimitExceeded, and the other jobs on that host are interrupted
+ * (given back without being charged an attempt), except those past their own limit that could see
+ * their signal and ignored it: they fail too.
  */
 export class JobBook {
   readonly #jobs = new Map<number, RunningJob>();
@@ -146,6 +156,19 @@ export class JobBook {
     return [...this.#jobs.values()].filter((e) => e.host === host);
   }
 
+  /**
+   * Hosts that should be given no new jobs now: one of their jobs is past its limit or aborted (its
+   * host may be stopped any moment), or `blocking` says a job holds its host (its synchronous code
+   * has run long: what waits there waits for it).
+   */
+  heldHosts(blocking: (entry: RunningJob) => boolean): Set<number> {
+    const held = new Set<number>();
+    for (const e of this.#jobs.values()) {
+      if (e.host !== undefined && !held.has(e.host) && (e.stop !== undefined || blocking(e))) held.add(e.host);
+    }
+    return held;
+  }
+
   wasStopped(host: number): boolean {
     return this.#stopped.has(host);
   }
@@ -175,10 +198,15 @@ export class JobBook {
     this.#stopped.add(host);
     if (this.#stopped.size > 1_000) this.#stopped.delete(this.#stopped.values().next().value!);
     const { kind } = this.#o.control;
-    const victims = this.jobsOn(host);
+    // One past its own limit (or aborted) whose host was alive after its signal could have stopped
+    // and did not: it ends as it would have by itself. Given back, it would run again uncharged, and
+    // again behind each hang. One whose signal a neighbour's synchronous code kept from it is not to blame.
+    const [overdue, victims] = partition(this.jobsOn(host), (e) => e.stop !== undefined && !!this.#o.control.sawStop?.(e));
+    for (const e of overdue) this.#stoppedWithHost(e, `its ${kind} was stopped: ${why}`);
     for (const e of victims) this.#finish(e, interrupted(`its ${kind} ${host} was stopped: ${why}`));
+    const ids = (es: RunningJob[]) => es.map((e) => ({ id: e.job.id, actor: e.job.actor }));
     this.#o.logger.warn(
-      { [kind]: host, reason: why, interrupted: victims.map((e) => ({ id: e.job.id, actor: e.job.actor })) },
+      { [kind]: host, reason: why, interrupted: ids(victims), ...(overdue.length > 0 ? { overdue: ids(overdue) } : {}) },
       victims.length > 0
         ? `stopping ${kind} ${host}: ${why}; its ${victims.length} other running job(s) go back to their queue without being charged an attempt`
         : `stopping ${kind} ${host}: ${why}`,
@@ -230,13 +258,15 @@ export class JobBook {
     entry.stop = why;
     entry.stopDetail = detail;
     this.#o.control.signal(entry, why);
+    if (this.#o.control.holdsHost?.(entry)) return this.#overrun(entry, true);
     entry.timer = setTimeout(() => this.#overrun(entry), this.#o.graceMs);
   }
 
-  #overrun(entry: RunningJob): void {
+  /** `holding`: the job itself is known to hold its host, no need to look for another blocker. */
+  #overrun(entry: RunningJob, holding = false): void {
     if (entry.settled || entry.host === undefined) return;
     const { kind } = this.#o.control;
-    const blocker = this.#o.control.blocker?.(entry);
+    const blocker = holding ? entry : this.#o.control.blocker?.(entry);
     if (blocker && blocker !== entry) {
       // Its host is stuck in another job's synchronous code, so this job cannot even see its signal.
       // The blocker's own deadline decides (stopping the host interrupts this job, uncharged); if the
@@ -244,10 +274,16 @@ export class JobBook {
       entry.timer = setTimeout(() => this.#overrun(entry), 50);
       return;
     }
-    this.#finish(entry, stoppedOutcome(entry, `its ${kind} was stopped`));
-    if (entry.stop === "timeLimit") this.#hooks.timeLimitKill?.(entry.job);
+    this.#stoppedWithHost(entry, `its ${kind} was stopped`);
     const what = entry.stop === "timeLimit" ? "overran its time limit" : `was aborted (${entry.stopDetail})`;
     this.stopHost(entry.host, `job ${entry.job.id} (actor ${entry.job.actor}) ${what} and ignored its signal`);
+  }
+
+  /** The job was stopped with its host after its signal: TimeLimitExceeded (or JobAborted). */
+  #stoppedWithHost(entry: RunningJob, detail: string): void {
+    if (entry.settled) return;
+    this.#finish(entry, stoppedOutcome(entry, detail));
+    if (entry.stop === "timeLimit") this.#hooks.timeLimitKill?.(entry.job);
   }
 
   #finish(entry: RunningJob, outcome: JobOutcome): void {
@@ -262,6 +298,13 @@ export class JobBook {
     else this.#free.push(entry.slot);
     entry.resolve(outcome);
   }
+}
+
+function partition<T>(items: T[], test: (item: T) => boolean): [T[], T[]] {
+  const yes: T[] = [];
+  const no: T[] = [];
+  for (const item of items) (test(item) ? yes : no).push(item);
+  return [yes, no];
 }
 
 export function interrupted(reason: string): JobOutcome {

@@ -3,7 +3,7 @@ import { portableTls, settings, type TlsSettings } from "../config.ts";
 import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
 import { childRuntimeArgs, dieWithParent, isTypeScript, onProcessExit, ownFile } from "../runtime/mod.ts";
 import { interrupted, JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
-import { memoryReportMs, type PoolOptions } from "./threads.ts";
+import { blockedAfterMs, memoryReportMs, type PoolOptions } from "./threads.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
 
 /** Worker to child, over IPC. */
@@ -47,8 +47,13 @@ interface Child {
   started: boolean;
   /** Jobs sent to it, in the order it starts them, and how far each got. */
   jobs: Map<number, "waiting" | "started" | "yielded">;
-  /** Its share of the concurrency (see #seatSlots); a replacement takes the seat of the child it replaces. */
-  seat: number;
+  /**
+   * Its share of the concurrency (see #seatSlots); a replacement takes the seat of the child it
+   * replaces. Undefined for a spare: ready, given no jobs until it takes a stopped child's seat.
+   */
+  seat: number | undefined;
+  /** Jobs it runs at once (its init): its seat's share, for a spare the share of the seat it can take. */
+  slots: number;
   lastBeat: number;
   /** Why it is about to exit, when it could say. */
   crash?: string;
@@ -62,12 +67,17 @@ interface Child {
  * Prefetch as in the thread pool: each child holds a seat with its share of the concurrency (the
  * shares add up to it exactly), and may be sent up to its share of the prefetch more. Those wait in
  * the child, which starts one when a job there ends and reports the start.
+ *
+ * As in the thread pool, a child held by a job past its limit or stuck in its synchronous code gets
+ * no new jobs, and `spares` children start ahead and wait without a seat: one takes the seat of a
+ * child that is stopped, and a new spare starts in its place.
  */
 export class ProcessExecutor implements Executor {
   readonly capacity: number;
   readonly #o: PoolOptions;
   readonly #size: number;
   readonly #prefetch: number;
+  readonly #spares: number;
   /** Seat -> pid of the child holding it. */
   readonly #seats: Array<number | undefined>;
   readonly #book: JobBook;
@@ -75,6 +85,7 @@ export class ProcessExecutor implements Executor {
   /** Jobs with a slot but no process with room yet (one is being replaced). */
   #pending: RunningJob[] = [];
   #flushing = false;
+  #retry: ReturnType<typeof setTimeout> | undefined;
   #startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
   #closing = false;
   /** stopStarting() was called: no job is sent any more. */
@@ -88,6 +99,7 @@ export class ProcessExecutor implements Executor {
     this.#prefetch = Math.ceil((options.prefetch ?? options.concurrency) / this.#size);
     this.capacity = options.concurrency + this.#prefetch * this.#size;
     this.#seats = Array.from({ length: this.#size }, () => undefined);
+    this.#spares = options.spares ?? 1;
     this.#book = new JobBook({
       capacity: this.capacity,
       logger: options.logger,
@@ -100,6 +112,13 @@ export class ProcessExecutor implements Executor {
           this.#send(this.#children.get(entry.host!), { kind: "stop", seq: entry.seq, why });
         },
         blocker: (entry) => this.#blocker(entry),
+        // signal() noted when it sent the stop; a beat sent after it means the child read it.
+        sawStop: (entry) => (this.#children.get(entry.host!)?.lastBeat ?? 0) > entry.beat,
+        holdsHost: (entry) => {
+          // Never reached its first await, and its child has been silent since: it cannot see the stop.
+          const child = this.#children.get(entry.host!);
+          return !!child && this.#blocker(entry, false) === entry && performance.now() - child.lastBeat > 100;
+        },
         kill: (pid) => this.#kill(pid),
         cancel: (entry) => {
           for (const c of this.#children.values()) {
@@ -117,7 +136,8 @@ export class ProcessExecutor implements Executor {
     this.#unhookExit = onProcessExit(() => {
       for (const c of this.#children.values()) c.proc.kill("SIGKILL");
     });
-    for (let i = 0; i < this.#size; i++) this.#spawn();
+    for (let i = 0; i < this.#size; i++) this.#spawn(i);
+    for (let i = 0; i < this.#spares; i++) this.#spawn(undefined);
     const timeout = this.#o.startTimeoutMs ?? 60_000;
     const timer = setTimeout(() => this.#startup?.reject(new ConfigError(`child processes did not start within ${timeout} ms`)), timeout);
     try {
@@ -144,7 +164,7 @@ export class ProcessExecutor implements Executor {
 
   hosts(): number {
     let ready = 0;
-    for (const c of this.#children.values()) if (c.ready) ready++;
+    for (const c of this.#children.values()) if (c.ready && c.seat !== undefined) ready++;
     return ready;
   }
 
@@ -164,6 +184,7 @@ export class ProcessExecutor implements Executor {
       else c.proc.once("exit", r);
     }));
     for (const c of this.#children.values()) c.proc.kill("SIGKILL");
+    clearTimeout(this.#retry);
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 2_000))]);
     this.#unhookExit?.();
   }
@@ -180,21 +201,26 @@ export class ProcessExecutor implements Executor {
     });
   }
 
-  /** Places the pending jobs on the children with the most room; the rest wait for one. */
+  /**
+   * Places the pending jobs on the children with the most room; the rest wait for one. While fewer
+   * children can take jobs than there are seats (held by a hang, being replaced), each takes its
+   * share, not all: the rest wait for the next child instead of behind a hang.
+   */
   #drainPending(): void {
-    const pending = this.#pending;
+    const pending = this.#pending.filter((e) => !e.settled);
     this.#pending = [];
     if (this.#draining) {
       for (const entry of pending) this.#book.finish(entry.seq, interrupted("the worker shut down before the job started"));
       return;
     }
+    const takers = this.#takers();
+    const share = takers.length < this.#size ? Math.ceil(pending.length / this.#size) : Infinity;
     const batches = new Map<Child, Array<{ seq: number; job: JobRequest }>>();
     for (const entry of pending) {
-      if (entry.settled) continue;
       let best: Child | undefined;
       let room = 0;
-      for (const c of this.#children.values()) {
-        const free = c.ready ? this.#seatSlots(c.seat) + this.#prefetch - c.jobs.size : 0;
+      for (const c of takers) {
+        const free = Math.min(this.#seatSlots(c.seat!) + this.#prefetch - c.jobs.size, share - (batches.get(c)?.length ?? 0));
         if (free > room) [best, room] = [c, free];
       }
       if (!best) {
@@ -207,6 +233,21 @@ export class ProcessExecutor implements Executor {
       batches.set(best, batch);
     }
     for (const [child, jobs] of batches) this.#send(child, { kind: "run", jobs });
+    // A hold ends with no message (a long synchronous start returns): look again soon.
+    if (this.#pending.length > 0 && takers.length < this.#size && !this.#retry) {
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        if (!this.#closing) this.#drainPending();
+      }, 10);
+    }
+  }
+
+  /** Seated, ready children not held by an overdue job or one stuck in its synchronous start. */
+  #takers(): Child[] {
+    const now = performance.now();
+    const held = this.#book.heldHosts((e) =>
+      now - e.startedAt >= blockedAfterMs && this.#children.get(e.host!)?.jobs.get(e.seq) === "started");
+    return [...this.#children.values()].filter((c) => c.ready && c.seat !== undefined && !held.has(c.pid));
   }
 
   /** A seat's share of the concurrency: the shares differ by one at most and add up to it. */
@@ -215,7 +256,8 @@ export class ProcessExecutor implements Executor {
     return Math.floor(c / this.#size) + (seat < c % this.#size ? 1 : 0);
   }
 
-  #spawn(): void {
+  /** `seat` undefined: a spare, which takes a seat once one is vacated (see #fillSeats). */
+  #spawn(seat: number | undefined): void {
     const childFile = ownFile(import.meta.url, "../../workers/child");
     // On Node, tsx only if the child imports TypeScript: its own entry in a checkout, or app modules.
     const { command, args } = childRuntimeArgs([childFile, ...this.#o.modules].some(isTypeScript));
@@ -226,17 +268,30 @@ export class ProcessExecutor implements Executor {
       proc.once("error", (error) => this.#failedToStart(error));
       return;
     }
-    const seat = this.#seats.findIndex((pid) => pid === undefined || !this.#children.has(pid));
-    const child: Child = { proc, pid: proc.pid, ready: false, started: false, jobs: new Map(), lastBeat: 0, seat };
-    this.#seats[seat] = child.pid;
+    // A spare runs as many at once as the largest seat's share, so only a seat of that share fits it.
+    const slots = this.#seatSlots(seat ?? 0);
+    const child: Child = { proc, pid: proc.pid, ready: false, started: false, jobs: new Map(), lastBeat: 0, seat, slots };
+    if (seat !== undefined) this.#seats[seat] = child.pid;
     this.#children.set(child.pid, child);
     proc.on("message", (report: ChildReport) => this.#report(child, report));
     proc.on("exit", (code, signal) => this.#exited(child, code, signal));
     proc.on("error", (error) => this.#o.logger.warn({ err: error, process: child.pid }, "child process error"));
     this.#send(child, {
       kind: "init", modules: this.#o.modules, redisUrl: this.#o.redisUrl, prefix: this.#o.prefix, tls: portableTls(settings().tls),
-      memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0, slots: this.#seatSlots(seat),
+      memoryEvery: this.#o.maxMemoryMb ? memoryReportMs : 0, slots,
     });
+  }
+
+  /** Gives each vacant seat a ready spare of its share. */
+  #fillSeats(): void {
+    for (let seat = 0; seat < this.#size; seat++) {
+      const pid = this.#seats[seat];
+      if (pid !== undefined && this.#children.has(pid)) continue;
+      const spare = [...this.#children.values()].find((c) => c.seat === undefined && c.ready && c.slots === this.#seatSlots(seat));
+      if (!spare) continue;
+      spare.seat = seat;
+      this.#seats[seat] = spare.pid;
+    }
   }
 
   #report(child: Child, r: ChildReport): void {
@@ -245,6 +300,7 @@ export class ProcessExecutor implements Executor {
         child.ready = true;
         child.started = true;
         this.#quickDeaths = 0;
+        this.#fillSeats();
         if ([...this.#children.values()].filter((c) => c.ready).length >= this.#size) this.#startup?.resolve();
         this.#drainPending();
         return;
@@ -301,8 +357,14 @@ export class ProcessExecutor implements Executor {
       // A child that dies before it is ready would die again at once: back off instead of fork-looping.
       this.#quickDeaths++;
     }
+    // A seat a ready spare can take goes to it now, and the new child is the next spare; a seat no
+    // spare fits (a smaller share) waits for its own new child.
+    const seat = child.seat;
+    if (seat !== undefined) this.#seats[seat] = undefined;
+    this.#fillSeats();
+    const vacant = seat !== undefined && this.#seats[seat] === undefined && this.#seatSlots(seat) !== this.#seatSlots(0) ? seat : undefined;
     const delay = this.#quickDeaths === 0 ? 0 : Math.min(100 * 2 ** this.#quickDeaths, 10_000);
-    setTimeout(() => !this.#closing && this.#spawn(), delay);
+    setTimeout(() => !this.#closing && this.#spawn(vacant), delay);
   }
 
   #failedToStart(error: Error): void {
@@ -315,11 +377,14 @@ export class ProcessExecutor implements Executor {
    * whose handler never yielded is the one holding it: the jobs before it yielded, those after it
    * never began.
    */
-  #blocker(entry: RunningJob): RunningJob | undefined {
+  #blocker(entry: RunningJob, look = true): RunningJob | undefined {
     const child = this.#children.get(entry.host!);
-    const alive = !child || child.lastBeat > entry.beat;
-    entry.beat = performance.now();
-    if (alive) return undefined;
+    if (look) {
+      const alive = !child || child.lastBeat > entry.beat;
+      entry.beat = performance.now();
+      if (alive) return undefined;
+    }
+    if (!child) return undefined;
     for (const [seq, state] of child.jobs) {
       if (state === "started") return this.#book.entry(seq);
     }

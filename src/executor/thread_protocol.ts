@@ -44,11 +44,11 @@ export interface ThreadBatch {
 /**
  * What one piscina task carries: the batch as JSON text, and under piscina's queue-options symbol
  * (which stays on this side: a structured clone drops symbol keys) how many jobs it holds, for the
- * pool's balancer.
+ * pool's balancer, and the thread the pool chose for it.
  */
 export interface BatchTask {
   text: string;
-  [queueOptions]?: { jobs: number };
+  [queueOptions]?: { jobs: number; thread?: number | undefined };
 }
 export const queueOptions: unique symbol = Symbol.for("Piscina.queueOptions") as never;
 

@@ -22,6 +22,13 @@ export interface PoolOptions {
    * and start the moment a job there ends. @default concurrency
    */
   prefetch?: number | undefined;
+  /**
+   * Threads (processes) started beyond `threads` and kept ready, so that one stopped for a hung job is
+   * replaced at once instead of after the new one imports the app modules. Two, not one: the threads'
+   * hung jobs often end together, and a replacement takes longer than a time limit of 500 ms on a
+   * busy box (bench/README.md, "Hung jobs"). @default min(2, threads) threads, 1 process
+   */
+  spares?: number | undefined;
   /** A thread (process) whose memory passes this is recycled; its jobs go back to their queue. */
   maxMemoryMb?: number | undefined;
   logger: Logger;
@@ -38,11 +45,20 @@ export interface PoolOptions {
 /** Loaded by the first pool started: see `lazy`. The app modules a thread imports never start one. */
 const piscina = lazy<typeof import("piscina")>("piscina");
 export const memoryReportMs = 250;
+/**
+ * A thread whose job has held its CPU this long (no await since its start) gets no new jobs: they
+ * would wait behind it, maybe until its time limit.
+ */
+export const blockedAfterMs = 50;
+/** How soon jobs held back (no thread free to take them) are tried again, ms. */
+const retryMs = 10;
 
 /** A job waiting for the next flush, and how many times it was placed already. */
 interface Placement {
   entry: RunningJob;
   tries: number;
+  /** The thread it was last sent to. */
+  thread?: number;
 }
 
 /**
@@ -54,6 +70,10 @@ interface Placement {
  *
  * The pool takes `prefetch` jobs more than `concurrency`. They wait in the threads, which start one
  * the moment a job ends; a pool-wide count in shared memory keeps what runs at once to `concurrency`.
+ * Jobs go only to `threads` threads that can start them: not to one held by a job past its limit or
+ * stuck in its synchronous code (a hang waits there until its thread is stopped), and not to the
+ * `spares`, started ahead and kept idle until a thread is stopped. While fewer threads can take jobs
+ * than `threads`, each takes its share and the rest wait here for the next one.
  * That hop saved (job ends → outcome to the pool → next job to a thread) is about a millisecond per
  * job on a busy 2-core box, which is what a 10 ms I/O job at concurrency 200 loses its throughput to.
  */
@@ -61,12 +81,15 @@ export class ThreadExecutor implements Executor {
   readonly capacity: number;
   readonly #o: PoolOptions;
   readonly #threads: number;
+  readonly #spares: number;
   readonly #cells: Int32Array<SharedArrayBuffer>;
   readonly #book: JobBook;
+  /** Threads that imported the app modules and were not stopped; the first `threads` of them take jobs. */
   readonly #ready = new Set<number>();
   /** Jobs placed on each thread (by threadId) and not reported done: running or waiting there. */
   readonly #load = new Map<number, number>();
   #pending: Placement[] = [];
+  #flushAt: ReturnType<typeof setTimeout> | "soon" | undefined;
   #pool: Piscina | undefined;
   #startup: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
@@ -76,6 +99,7 @@ export class ThreadExecutor implements Executor {
     // runs at once is held to `concurrency` by the threads themselves (Header.started).
     this.capacity = options.concurrency + (options.prefetch ?? options.concurrency);
     this.#threads = Math.max(1, Math.min(options.threads, options.concurrency));
+    this.#spares = options.spares ?? Math.min(2, this.#threads);
     const cells = (this.#cells = new Int32Array(new SharedArrayBuffer(4 * (cellsPerSlot * this.capacity + headerCells))));
     const at = (slot: number, cell: number) => slot * cellsPerSlot + cell;
     this.#book = new JobBook({
@@ -108,6 +132,10 @@ export class ThreadExecutor implements Executor {
           if (alive) return undefined;
           return this.#book.jobsOn(entry.host!).find((e) => Atomics.load(cells, at(e.slot, Cell.onCpu)) === e.seq);
         },
+        // Still in the synchronous code it began with: the thread never ran its stop polling since.
+        holdsHost: (entry) => Atomics.load(cells, at(entry.slot, Cell.onCpu)) === entry.seq,
+        // signal() noted the beat: the thread's stop polling ran since, and so did the job's abort.
+        sawStop: (entry) => Atomics.load(cells, at(entry.slot, Cell.beat)) !== entry.beat,
         kill: (threadId) => this.#terminate(threadId),
       },
     });
@@ -124,9 +152,9 @@ export class ThreadExecutor implements Executor {
     const ready = new Promise<void>((resolve, reject) => (this.#startup = { resolve, reject }));
     const pool = new (piscina().Piscina)({
       filename: ownFile(import.meta.url, "../../workers/thread"),
-      minThreads: this.#threads,
-      maxThreads: this.#threads,
-      concurrentTasksPerWorker: Math.ceil(this.capacity / this.#threads),
+      minThreads: this.#threads + this.#spares,
+      maxThreads: this.#threads + this.#spares,
+      concurrentTasksPerWorker: this.capacity,
       // Piscina's default parks an idle thread in Atomics.wait, which would freeze what handlers left
       // running (timers, sockets) and the thread's own stop polling and memory reports.
       atomics: "disabled",
@@ -154,7 +182,7 @@ export class ThreadExecutor implements Executor {
       clearTimeout(timer);
       this.#startup = undefined;
     }
-    this.#o.logger.debug({ threads: this.#threads, concurrency: this.#o.concurrency, prefetch: this.capacity - this.#o.concurrency }, "thread pool ready");
+    this.#o.logger.debug({ threads: this.#threads, spares: this.#spares, concurrency: this.#o.concurrency, prefetch: this.capacity - this.#o.concurrency }, "thread pool ready");
   }
 
   run(job: JobRequest): Promise<JobOutcome> {
@@ -166,7 +194,7 @@ export class ThreadExecutor implements Executor {
   }
 
   hosts(): number {
-    return this.#ready.size;
+    return Math.min(this.#ready.size, this.#threads);
   }
 
   /** Jobs waiting in the threads are given back (interrupted) instead of starting; running ones go on. */
@@ -180,17 +208,35 @@ export class ThreadExecutor implements Executor {
     this.#book.interruptAll("the worker shut down before the job finished");
     const pool = this.#pool;
     this.#pool = undefined;
+    if (this.#flushAt !== "soon") clearTimeout(this.#flushAt);
     // A runtime that cannot stop a stuck thread must not hold the worker's exit forever.
     await Promise.race([pool?.destroy().catch(() => undefined), new Promise((r) => setTimeout(r, 2_000))]);
   }
 
   #dispatch(entry: RunningJob, tries = 1): void {
     if (!this.#pool) throw new Error("the thread pool is not running");
-    // The supervisor runs a whole read batch in one go: one flush a microtask later sees all of it.
-    if (this.#pending.push({ entry, tries }) === 1) queueMicrotask(() => this.#flush());
+    this.#pending.push({ entry, tries });
+    this.#scheduleFlush();
   }
 
-  /** Sends the pending jobs as at most one batch per thread. */
+  /** The supervisor runs a whole read batch in one go: one flush a microtask later sees all of it. */
+  #scheduleFlush(delay = 0): void {
+    if (this.#flushAt === "soon" || (delay > 0 && this.#flushAt !== undefined)) return;
+    clearTimeout(this.#flushAt);
+    const flush = () => {
+      this.#flushAt = undefined;
+      this.#flush();
+    };
+    if (delay === 0) {
+      this.#flushAt = "soon";
+      queueMicrotask(flush);
+    } else this.#flushAt = setTimeout(flush, delay);
+  }
+
+  /**
+   * Sends the pending jobs as at most one batch per thread that can take jobs now. While fewer can
+   * than `threads`, each gets its share and the rest wait for the next (a spare, a replacement).
+   */
   #flush(): void {
     const pending = this.#pending.filter((p) => !p.entry.settled);
     this.#pending = [];
@@ -199,24 +245,47 @@ export class ThreadExecutor implements Executor {
       for (const p of pending) this.#book.finish(p.entry.seq, interrupted("the thread pool is not running"));
       return;
     }
-    for (const chunk of split(pending, this.#threads)) {
+    if (pending.length === 0) return;
+    const targets = this.#takers();
+    const placed = Math.min(pending.length, Math.ceil(pending.length / this.#threads) * targets.length);
+    this.#pending = pending.slice(placed);
+    if (this.#pending.length > 0) this.#scheduleFlush(retryMs);
+    split(pending.slice(0, placed), targets.length).forEach((chunk, i) => {
+      const thread = targets[i]!;
+      for (const p of chunk) p.thread = thread;
       const batch: ThreadBatch = { tasks: chunk.map(({ entry: e }) => ({ seq: e.seq, slot: e.slot, job: e.job })) };
-      const task: BatchTask = { text: encodeBatch(batch), [queueOptions]: { jobs: chunk.length } };
+      const task: BatchTask = { text: encodeBatch(batch), [queueOptions]: { jobs: chunk.length, thread } };
       // Outcomes arrive as "done" reports; the batch's own result carries none.
       pool.run(task).catch((error: unknown) => {
-        for (const p of chunk) this.#lost(p.entry, error, p.tries);
+        for (const p of chunk) this.#lost(p, error);
       });
-    }
+    });
+  }
+
+  /**
+   * The threads that take jobs now: ready ones not held by an overdue job or a long synchronous
+   * start, at most `threads`, those already in use before the spares.
+   */
+  #takers(): number[] {
+    const now = performance.now();
+    const cells = this.#cells;
+    const held = this.#book.heldHosts((e) =>
+      now - e.startedAt >= blockedAfterMs && Atomics.load(cells, e.slot * cellsPerSlot + Cell.onCpu) === e.seq);
+    const free = [...this.#ready].filter((t) => !held.has(t) && !this.#book.wasStopped(t));
+    const used = (t: number) => ((this.#load.get(t) ?? 0) > 0 ? 0 : 1);
+    return free.sort((a, b) => used(a) - used(b)).slice(0, this.#threads);
   }
 
   /** Piscina failed the task: its thread exited (stopped by us, or died by itself). */
-  #lost(entry: RunningJob, error: unknown, tries: number): void {
+  #lost({ entry, tries, thread }: Placement, error: unknown): void {
     if (entry.settled) return;
     const host = entry.host;
     if (host === undefined) {
-      // Piscina placed it on a thread that was being stopped; the job never began, so place it again.
+      // It waited in a thread that was stopped (a neighbour hung) or died: it never began, so place
+      // it again. Only the deaths count against it, so that a thread failing at start cannot loop.
       uncount(this.#cells, entry.slot, entry.seq);
-      if (tries < 3 && this.#pool) this.#dispatch(entry, tries + 1);
+      const stopped = thread !== undefined && this.#book.wasStopped(thread);
+      if ((stopped || tries < 3) && this.#pool) this.#dispatch(entry, stopped ? tries : tries + 1);
       else this.#book.finish(entry.seq, interrupted("its thread exited before the job started"));
     } else if (this.#book.wasStopped(host)) {
       this.#book.finish(entry.seq, interrupted(`its thread ${host} was stopped`));
@@ -240,6 +309,7 @@ export class ThreadExecutor implements Executor {
       case "ready":
         this.#ready.add(r.threadId);
         if (this.#ready.size >= this.#threads) this.#startup?.resolve();
+        if (this.#pending.length > 0) this.#scheduleFlush();
         return;
       case "failed":
         if (this.#startup) this.#startup.reject(reviveError(r.error));
@@ -265,7 +335,8 @@ export class ThreadExecutor implements Executor {
 type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]>["loadBalancer"]>;
 
 /**
- * The pool's balancer: a batch goes to the thread with the fewest jobs placed on it and not reported
+ * The pool's balancer: a batch goes to the thread the flush chose for it (see #takers), or when that
+ * one is gone, to the thread with the fewest jobs placed on it and not reported
  * done (`load`, by threadId, which it adds the batch to). Piscina's own balancer counts batches: a
  * thread holding one batch of 100 jobs looked less busy than one holding three of 2, got the next
  * batch too, and the other ran out of waiting jobs and left slots idle. In an io run at --threads 2
@@ -273,16 +344,17 @@ type Balancer = NonNullable<NonNullable<ConstructorParameters<typeof Piscina>[0]
  */
 export function placeByJobs(load: Map<number, number>): Balancer {
   return (task, workers) => {
+    // Piscina hands the balancer the task's queue options, not the task: see BatchTask.
+    const options = (task as unknown as { [queueOptions]?: BatchTask[typeof queueOptions] })[queueOptions];
     let best: (typeof workers)[number] | null = null;
     let least = Infinity;
     for (const w of workers) {
       if (w.terminating || w.destroyed) continue;
       const jobs = load.get(w.id) ?? 0;
+      if (w.id === options?.thread) [best, least] = [w, -1];
       if (jobs < least) [best, least] = [w, jobs];
     }
-    // Piscina hands the balancer the task's queue options, not the task: see BatchTask.
-    const batch = (task as unknown as { [queueOptions]?: BatchTask[typeof queueOptions] })[queueOptions]?.jobs ?? 1;
-    if (best) load.set(best.id, least + batch);
+    if (best) load.set(best.id, (load.get(best.id) ?? 0) + (options?.jobs ?? 1));
     return best;
   };
 }
