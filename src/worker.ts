@@ -33,6 +33,12 @@ export interface WorkerOptions {
    * Not used with isolation "inline". @default concurrency
    */
   prefetch?: number;
+  /**
+   * Threads (processes) started beyond `threads` and kept idle, so that one stopped for a hung job is
+   * replaced at once; each costs a thread's memory (about 17 MB on Bun). 0 for none: a stopped one is
+   * then replaced after its successor has loaded the app modules. @default min(2, threads), 1 process
+   */
+  spares?: number;
   /** "thread" (default on Bun and Node), "process" (default on Deno), "inline" (no isolation). */
   isolation?: Isolation;
   /**
@@ -114,6 +120,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     concurrency: options.concurrency ?? 16,
     threads: options.threads,
     prefetch: options.prefetch,
+    spares: options.spares,
     maxMemoryMb: options.maxMemoryMb,
     logger,
     redisUrl: s.redisUrl,

@@ -26,6 +26,8 @@ options:
   --max-memory MB          per thread or process; over it, it is replaced and its jobs go back
                            to their queue (default: no cap)
   --prefetch N             jobs handed to threads ahead of free slots (default: the concurrency)
+  --spares N               threads (processes) kept ready to replace one stopped at a time limit
+                           (default: 2, or 1 with --threads 1; 1 process; 0: none)
   --shutdown-grace MS      on stop, how long running jobs get to finish (default 30000)
   --visibility-timeout MS  a job held this long by a silent worker is taken by another (default 10000)
   --no-cron                no cron ticker in this worker (its cron jobs still run)
@@ -50,6 +52,7 @@ export async function run(args: string[]): Promise<void> {
       concurrency: { type: "string" },
       threads: { type: "string" },
       prefetch: { type: "string" },
+      spares: { type: "string" },
       isolation: { type: "string" },
       "max-memory": { type: "string" },
       "shutdown-grace": { type: "string" },
@@ -82,6 +85,7 @@ export async function run(args: string[]): Promise<void> {
     ...(values.concurrency ? { concurrency: positiveInt("--concurrency", values.concurrency) } : {}),
     ...(values.threads ? { threads: positiveInt("--threads", values.threads) } : {}),
     ...(values.prefetch !== undefined ? { prefetch: nonNegativeInt("--prefetch", values.prefetch) } : {}),
+    ...(values.spares !== undefined ? { spares: nonNegativeInt("--spares", values.spares) } : {}),
     ...(isolation ? { isolation } : {}),
     ...(values["max-memory"] ? { maxMemoryMb: positiveInt("--max-memory", values["max-memory"]) } : {}),
     ...(values["shutdown-grace"] ? { shutdownGrace: positiveInt("--shutdown-grace", values["shutdown-grace"]) } : {}),

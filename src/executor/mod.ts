@@ -21,6 +21,8 @@ export interface ExecutorChoice {
   maxMemoryMb?: number | undefined;
   /** Jobs handed to threads or processes ahead of a free slot (see PoolOptions.prefetch). @default concurrency */
   prefetch?: number | undefined;
+  /** Threads or processes kept ready to replace one stopped for a hung job (see PoolOptions.spares). */
+  spares?: number | undefined;
   logger: Logger;
   redisUrl: string;
   prefix: string;
@@ -39,10 +41,13 @@ export function createExecutor(choice: ExecutorChoice): Executor {
   if (choice.prefetch !== undefined && !(Number.isInteger(choice.prefetch) && choice.prefetch >= 0)) {
     throw new ConfigError(`prefetch must be a whole number >= 0, not ${String(choice.prefetch)}`);
   }
+  if (choice.spares !== undefined && !(Number.isInteger(choice.spares) && choice.spares >= 0)) {
+    throw new ConfigError(`spares must be a whole number >= 0, not ${String(choice.spares)}`);
+  }
   const pool = {
     modules: choice.modules, concurrency: choice.concurrency, threads: choice.threads ?? cpuCount(),
     maxMemoryMb: choice.maxMemoryMb, logger: choice.logger, redisUrl: choice.redisUrl, prefix: choice.prefix,
-    graceMs: choice.graceMs, prefetch: choice.prefetch, hooks: choice.hooks,
+    graceMs: choice.graceMs, prefetch: choice.prefetch, spares: choice.spares, hooks: choice.hooks,
   };
   switch (isolation) {
     case "inline":
