@@ -35,8 +35,9 @@ export interface WorkerOptions {
   prefetch?: number;
   /**
    * Threads (processes) started beyond `threads` and kept idle, so that one stopped for a hung job is
-   * replaced at once; each costs a thread's memory (about 17 MB on Bun). 0 for none: a stopped one is
-   * then replaced after its successor has loaded the app modules. @default min(2, threads), 1 process
+   * replaced at once; each costs a thread's memory (about 17 MB on Bun) or a process's (about 65 MB on
+   * Deno). 0 for none: a stopped one is then replaced after its successor has loaded the app modules.
+   * @default min(2, threads)
    */
   spares?: number;
   /** "thread" (default on Bun and Node), "process" (default on Deno), "inline" (no isolation). */

@@ -27,7 +27,7 @@ options:
                            to their queue (default: no cap)
   --prefetch N             jobs handed to threads ahead of free slots (default: the concurrency)
   --spares N               threads (processes) kept ready to replace one stopped at a time limit
-                           (default: 2, or 1 with --threads 1; 1 process; 0: none)
+                           (default: 2, or 1 with --threads 1; 0: none)
   --shutdown-grace MS      on stop, how long running jobs get to finish (default 30000)
   --visibility-timeout MS  a job held this long by a silent worker is taken by another (default 10000)
   --no-cron                no cron ticker in this worker (its cron jobs still run)

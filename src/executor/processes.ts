@@ -99,7 +99,9 @@ export class ProcessExecutor implements Executor {
     this.#prefetch = Math.ceil((options.prefetch ?? options.concurrency) / this.#size);
     this.capacity = options.concurrency + this.#prefetch * this.#size;
     this.#seats = Array.from({ length: this.#size }, () => undefined);
-    this.#spares = options.spares ?? 1;
+    // As many as the thread pool's: with one, the hung-jobs bench took 10.7 s on Deno against 8.9 s
+    // with two (bench/README.md, "Hung jobs"); each costs a child's memory (about 65 MB on Deno).
+    this.#spares = options.spares ?? Math.min(2, this.#size);
     this.#book = new JobBook({
       capacity: this.capacity,
       logger: options.logger,

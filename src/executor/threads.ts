@@ -26,7 +26,7 @@ export interface PoolOptions {
    * Threads (processes) started beyond `threads` and kept ready, so that one stopped for a hung job is
    * replaced at once instead of after the new one imports the app modules. Two, not one: the threads'
    * hung jobs often end together, and a replacement takes longer than a time limit of 500 ms on a
-   * busy box (bench/README.md, "Hung jobs"). @default min(2, threads) threads, 1 process
+   * busy box (bench/README.md, "Hung jobs"). @default min(2, threads)
    */
   spares?: number | undefined;
   /** A thread (process) whose memory passes this is recycled; its jobs go back to their queue. */
