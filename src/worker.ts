@@ -177,7 +177,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   // is nothing more to start. A start that fails (a NOPERM, a refused certificate) takes down what
   // was started with it, so the process does not linger half-started.
   const started = await Promise.race([
-    supervisor.start().then(() => true),
+    // A Redis Cluster's pipelines fail while no node answers, where one Redis's commands wait.
+    (broker.connected?.() ?? Promise.resolve()).then(() => supervisor.start()).then(() => true),
     stopped.then(() => false),
   ]).catch(async (error: unknown) => {
     await within(stop().catch(() => undefined), 5_000);

@@ -113,4 +113,28 @@ describe("operations on a Redis Cluster", () => {
     expect(cron).toMatchObject({ name: "ops_every_second", actor: "ops_tick", queue: "b", lastRun: { status: expect.any(String) } });
     expect(w.logs.filter((l) => Number(l.level) >= 50)).toEqual([]);
   }, 90_000);
+
+  it("given no node answering, a worker started on the cluster URL waits and says so, then runs jobs on every master once they answer", async () => {
+    // given every node of the cluster frozen (SIGSTOP: connections open, nothing answers)
+    const pids = cluster.cluster().nodes.map((n) => n.pid);
+    const freeze = (signal: NodeJS.Signals) => pids.forEach((pid) => process.kill(pid, signal));
+    freeze("SIGSTOP");
+    let w: WorkerProcess;
+    try {
+      // when a worker starts
+      w = spawnWorker([fixture("ops_app.ts")], ["--concurrency", "8", "--no-cron"], env());
+      procs.push(w);
+      // then it keeps running and logs why it waits
+      await until(() => w.logs.some((l) => l.msg === "redis connection error; reconnecting"), "a reconnect line", 20_000);
+      expect(w.child.exitCode).toBeNull();
+      expect(w.logs.some((l) => l.msg === "worker started")).toBe(false);
+    } finally {
+      freeze("SIGCONT");
+    }
+    // and once the nodes answer it starts and runs jobs on all three masters
+    await started(w, 40_000);
+    const jobs = [...await fine.sendMany([{}, {}]), ...await fineB.sendMany([{}]), ...await pickyC.sendMany([{}])];
+    await redis.set(`${prefix}:test:fixed`, "1");
+    expect(await Promise.all(jobs.map((j) => j.result({ timeout: 30_000 })))).toEqual(["fine", "fine", "fine", "fixed"]);
+  }, 90_000);
 });

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, test } from "bun:test";
 import { Redis } from "ioredis";
 import { newRedis, type RedisClient } from "../src/broker/connection.ts";
+import type { RedisCluster } from "./cluster/cluster.ts";
 import { cleanClusterPrefix, closeCluster, clusterEnabled, masterFor, openCluster, type OpenCluster } from "./cluster/suite.ts";
 import { cleanPrefix, REDIS_URL, testPrefix } from "./helpers.ts";
 import { hasRedis } from "./redis_test.ts";
@@ -48,7 +49,7 @@ export const oneRedis: Target = {
  * A local cluster of 3 masters with a replica each, started before the file's tests and stopped
  * after them (call it at the top level of a test file).
  */
-export function localCluster(): Target {
+export function localCluster(): Target & { cluster(): RedisCluster } {
   const enabled = clusterEnabled();
   let open: OpenCluster | undefined;
   beforeAll(async () => {
@@ -75,5 +76,6 @@ export function localCluster(): Target {
       throw new Error(`found no prefix that spreads ${queues.join(", ")} over ${want} masters`);
     },
     clean: (prefix) => cleanClusterPrefix(started().raw, prefix),
+    cluster: () => started().cluster,
   };
 }

@@ -143,7 +143,7 @@ describe("dray workers", () => {
     const both = await listed();
     // then both are there with their pid, queues and pool
     const byPid = new Map(both.map((w) => [w.pid, w]));
-    expect(byPid.get(a.child.pid!)).toMatchObject({ queues: ["core"], concurrency: 4, threads: 2,
+    expect(byPid.get(a.child.pid!)).toMatchObject({ queues: ["core", "core_b"], concurrency: 4, threads: 2,
       runtime: process.env.DRAY_TEST_RUNTIME ?? "bun" });
     expect(byPid.get(b.child.pid!)).toMatchObject({ queues: ["core"], concurrency: 2, threads: 1 });
     // and the table names each of them

@@ -9,6 +9,7 @@ import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { pendingRecords, type EnqueueItem } from "./send_batch.ts";
+import { clusterReady } from "./cluster.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
@@ -337,6 +338,10 @@ export class RedisBroker implements Broker {
 
   extend(refs: DeliveryRef[]): Promise<DeliveryRef[]> {
     return renewLeases(this.#redis, this.consumer, refs, (stream) => this.keys(queueOfStream(this.prefix, stream)).reclaims);
+  }
+
+  connected(): Promise<void> {
+    return clusterReady(this.#redis);
   }
 
   publishActors(actors: ActorMeta[]): Promise<void> {

@@ -215,6 +215,11 @@ export interface Broker {
    */
   recover?(queues: string[], holds: (ref: DeliveryRef) => boolean): Promise<Array<Delivery | MalformedDelivery>>;
   publishActors(actors: ActorMeta[]): Promise<void>;
+  /**
+   * Resolves once the broker can take commands, for a worker's start: a broker whose commands wait
+   * for the connection by themselves need not have it.
+   */
+  connected?(): Promise<void>;
   lookupActor(name: string): Promise<ActorMeta | undefined>;
   deadLetters(queue: string, options?: { limit?: number }): Promise<DeadLetter[]>;
   /** Dead letters back to their queue with retries reset; all of them when `ids` is omitted. */
