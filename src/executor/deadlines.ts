@@ -64,6 +64,8 @@ export interface JobBookOptions {
 }
 
 const maxSeq = 0x7fff_ffff;
+/** How long a {@link JobBook.heldHosts} answer is reused, ms. */
+const heldForMs = 5;
 
 /**
  * The running jobs of a thread or process executor: a slot per job, the host that runs it, its
@@ -76,6 +78,8 @@ const maxSeq = 0x7fff_ffff;
  */
 export class JobBook {
   readonly #jobs = new Map<number, RunningJob>();
+  /** The last {@link heldHosts} answer and when (performance.now()) it was made. */
+  #held: { at: number; hosts: Set<number> } | undefined;
   readonly #free: number[];
   readonly #waiting: Array<{ begin: (slot: number) => void; resolve: (o: JobOutcome) => void }> = [];
   /** Hosts this book stopped: their last reports and task failures are not crashes. */
@@ -161,11 +165,16 @@ export class JobBook {
    * host may be stopped any moment), or `blocking` says a job holds its host (its synchronous code
    * has run long: what waits there waits for it).
    */
-  heldHosts(blocking: (entry: RunningJob) => boolean): Set<number> {
+  heldHosts(blocking: (entry: RunningJob) => boolean, now: number): Set<number> {
+    // The pools ask at every flush, and an I/O-bound pool flushes about once per finished job: a scan
+    // of every running job each time cost it a tenth of its throughput (bench/README.md, "Cost per
+    // job"). The answer holds for a few ms (a CPU hold only counts after 50), and a stop signal drops it.
+    if (this.#held && now - this.#held.at < heldForMs) return this.#held.hosts;
     const held = new Set<number>();
     for (const e of this.#jobs.values()) {
       if (e.host !== undefined && !held.has(e.host) && (e.stop !== undefined || blocking(e))) held.add(e.host);
     }
+    this.#held = { at: now, hosts: held };
     return held;
   }
 
@@ -256,6 +265,7 @@ export class JobBook {
     if (entry.settled || entry.stop) return;
     this.#deadlines.remove(entry);
     entry.stop = why;
+    this.#held = undefined;
     entry.stopDetail = detail;
     this.#o.control.signal(entry, why);
     if (this.#o.control.holdsHost?.(entry)) return this.#overrun(entry, true);

@@ -248,7 +248,7 @@ export class ProcessExecutor implements Executor {
   #takers(): Child[] {
     const now = performance.now();
     const held = this.#book.heldHosts((e) =>
-      now - e.startedAt >= blockedAfterMs && this.#children.get(e.host!)?.jobs.get(e.seq) === "started");
+      now - e.startedAt >= blockedAfterMs && this.#children.get(e.host!)?.jobs.get(e.seq) === "started", now);
     return [...this.#children.values()].filter((c) => c.ready && c.seat !== undefined && !held.has(c.pid));
   }
 

@@ -270,7 +270,7 @@ export class ThreadExecutor implements Executor {
     const now = performance.now();
     const cells = this.#cells;
     const held = this.#book.heldHosts((e) =>
-      now - e.startedAt >= blockedAfterMs && Atomics.load(cells, e.slot * cellsPerSlot + Cell.onCpu) === e.seq);
+      now - e.startedAt >= blockedAfterMs && Atomics.load(cells, e.slot * cellsPerSlot + Cell.onCpu) === e.seq, now);
     const free = [...this.#ready].filter((t) => !held.has(t) && !this.#book.wasStopped(t));
     const used = (t: number) => ((this.#load.get(t) ?? 0) > 0 ? 0 : 1);
     return free.sort((a, b) => used(a) - used(b)).slice(0, this.#threads);
