@@ -135,18 +135,6 @@ export function reviveCluster(cluster: Cluster): void {
 }
 
 /**
- * Resolves once a Cluster client is ready (a single Redis: at once). ioredis fails every pipeline
- * waiting for a Cluster's first connection when one attempt to reach it fails ("None of startup nodes
- * is available"), however long the client keeps trying: a worker started while no node answers
- * would fail its start where, on one Redis, its commands wait. It waits here instead, while the
- * client's error handler logs the failed attempts (connection.ts).
- */
-export function clusterReady(client: Redis | Cluster): Promise<void> {
-  if (!isCluster(client) || client.status === "ready") return Promise.resolve();
-  return new Promise((resolve) => client.once("ready", () => resolve()));
-}
-
-/**
  * The options of a sharded subscriber (ioredis' `shardedSubscribers`), which must follow its
  * channels' slots to another master. When a slot moves (a reshard), its old master drops the
  * SSUBSCRIBE of its channels, and ioredis subscribes again on the new one only when something makes

@@ -150,6 +150,31 @@ export function newRedis(url: string, options: RedisOptions = {}, sharded = fals
 }
 
 /**
+ * Resolves once a Cluster client is ready (a single Redis: at once). ioredis fails every pipeline
+ * waiting for a Cluster's first connection when one attempt to reach it fails ("None of startup nodes
+ * is available"), however long the client keeps trying: a worker started while no node answers
+ * would fail its start where, on one Redis, its commands wait. It waits here instead, while the
+ * client's error handler logs the failed attempts. A refusal that waiting cannot cure (the URL names
+ * a single Redis) rejects at once.
+ */
+export function untilConnected(client: RedisClient): Promise<void> {
+  if (!isCluster(client) || client.status === "ready") return Promise.resolve();
+  const refused = refusals.get(client);
+  if (refused instanceof ConfigError) return Promise.reject(refused);
+  return new Promise((resolve, reject) => {
+    const settle = (error?: unknown) => {
+      client.off("ready", settle);
+      client.off("error", onError);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onError = (error: unknown) => error instanceof ConfigError && settle(error);
+    client.on("ready", settle);
+    client.on("error", onError);
+  });
+}
+
+/**
  * A plain client of one node ("host:port", as `cluster.slots` names it) of `cluster`, with its
  * credentials and TLS: for a blocking read, which must not hold up the Cluster client's connection
  * (see cluster_blocker.ts). It does not reconnect: its commands fail when it closes, and its user

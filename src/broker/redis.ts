@@ -9,11 +9,10 @@ import type { SerializedError } from "../errors.ts";
 import { encodeMessage, type Delivery, type DeliveryRef, type MalformedDelivery } from "../message.ts";
 import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { pendingRecords, type EnqueueItem } from "./send_batch.ts";
-import { clusterReady } from "./cluster.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
 import { GROUP, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
-import { bySlotGroup, connect, defineScripts, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
+import { bySlotGroup, connect, defineScripts, untilConnected, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
 import { checkPrefix, settings, type ReplicaAcks } from "../config.ts";
 import { replicaAcked } from "./replica_acks.ts";
 import { browseQueue, findJob } from "./browse.ts";
@@ -341,7 +340,7 @@ export class RedisBroker implements Broker {
   }
 
   connected(): Promise<void> {
-    return clusterReady(this.#redis);
+    return untilConnected(this.#redis);
   }
 
   publishActors(actors: ActorMeta[]): Promise<void> {
