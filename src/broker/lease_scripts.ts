@@ -16,17 +16,20 @@
  * or renewed). Unchanged since: no entry of the batch can be anyone else's.
  * KEYS: running, aborted, reclaims
  * ARGV: group, consumer, doneChannel, confirmed (-1: unknown), sharded ('1': tell with SPUBLISH, as in
- *   SETTLE), then per stream: stream, n, and n jobs of
- *   7 fields: entryId, jobId, dedupKey ('' = none), recordKey ('' = leave), recordJson ('' = delete the
- *   record), keepMs (ttl of record and dedup key; 0 deletes the dedup key), srem ('1' = leave the
- *   aborted set)
+ *   SETTLE), the queue's record key and dedup key without the job id (`{<p>:<q>}:job:`, `{<p>:<q>}:id:`),
+ *   then per stream: stream, n, and n jobs of
+ *   7 fields: entryId, jobId, dedup ('1': the job has a dedup key), record ('1': touch its record),
+ *   recordJson ('' = delete the record), keepMs (ttl of record and dedup key; 0 deletes the dedup
+ *   key), srem ('1' = leave the aborted set). The keys are made here from the id: a job's two key
+ *   names would be most of the bytes each ack sends.
  * Returns: the entry ids not acked because this consumer does not hold them (and did not just ack
  * them in an earlier send of this call).
  */
 export const ACK = `
 local group, consumer, channel = ARGV[1], ARGV[2], ARGV[3]
 local fresh = tonumber(ARGV[4]) == tonumber(redis.call('GET', KEYS[3]) or '0')
-local i, lost, told = 6, {}, {}
+local recordKey, dedupKey = ARGV[6], ARGV[7]
+local i, lost, told = 8, {}, {}
 local function mine(stream, id)
   if fresh then return true end
   local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -38,7 +41,9 @@ while i <= #ARGV do
   local acked = {}
   for _ = 1, n do
     -- keep stays a string: Redis formats a Lua number back into one for every call that takes it.
-    local id, jobId, dedup, rec, json, keep = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local id, jobId, json, keep = ARGV[i], ARGV[i + 1], ARGV[i + 4], ARGV[i + 5]
+    local dedup = ARGV[i + 2] == '1' and dedupKey .. jobId or ''
+    local rec = ARGV[i + 3] == '1' and recordKey .. jobId or ''
     if mine(stream, id) then
       acked[#acked + 1] = id
       if dedup ~= '' then

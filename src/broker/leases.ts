@@ -57,15 +57,15 @@ export async function ackBatch(redis: Scripted, keysOf: (ref: DeliveryRef) => Qu
     // The oldest confirmation of the batch: the ACK script checks no entry when none changed hands since.
     let confirmed = Infinity;
     for (const a of jobs) confirmed = Math.min(confirmed, a.delivery.ref.epoch ?? -1);
-    const args: Array<string | number> = [GROUP, consumer, k.done, confirmed, isCluster(redis) ? "1" : "0"];
+    const args: Array<string | number> = [GROUP, consumer, k.done, confirmed, isCluster(redis) ? "1" : "0", k.job(""), k.dedup("")];
     for (const [stream, list] of groupBy(jobs, (a) => a.delivery.ref.stream)) {
       args.push(stream, list.length);
       for (const { delivery, keepMs, record } of list) {
         const { message } = delivery;
         const kept = record !== undefined && keepMs > 0;
         const touch = message.tracked || kept;
-        args.push(delivery.ref.entryId, message.id, message.dedup ? k.dedup(message.id) : "",
-          touch ? k.job(message.id) : "", kept ? encodeRecord(record) : "", keepMs, record?.status === "aborted" ? "1" : "0");
+        args.push(delivery.ref.entryId, message.id, message.dedup ? "1" : "", touch ? "1" : "",
+          kept ? encodeRecord(record) : "", keepMs, record?.status === "aborted" ? "1" : "0");
       }
     }
     pipe.drayAck(k.running, k.aborted, k.reclaims, ...args);
