@@ -8,7 +8,7 @@
 import { JobHost } from "./host.ts";
 import { exit, onShutdownSignal, onUncaughtError, parentChannel, rssBytes } from "../src/runtime/mod.ts";
 import { serializeError } from "../src/errors.ts";
-import type { ChildCommand, ChildReport } from "../src/executor/processes.ts";
+import type { ChildCommand, ChildReport } from "../src/executor/process_protocol.ts";
 import type { JobOutcome, JobRequest } from "../src/executor/types.ts";
 
 const channel = parentChannel();

@@ -4,8 +4,10 @@
  */
 import { BrokerError } from "../errors.ts";
 import type { Delivery, MalformedDelivery } from "../message.ts";
-import { decodeEntries, resendRedirected, type Entry, type Scripted } from "./connection.ts";
-import { GROUP, type QueueKeys } from "./keys.ts";
+import type { Logger } from "pino";
+import { bySlotGroup, decodeEntries, type Entry, type RedisClient, type Scripted } from "./connection.ts";
+import { resendRedirected } from "./redirects.ts";
+import { GROUP, queueOfStream, runningPin, type QueueKeys } from "./keys.ts";
 
 export interface QueueRead {
   /** When the next delayed message is due (Redis clock, ms), or -1. */
@@ -121,4 +123,27 @@ export class StreamLevels {
     }
     return all;
   }
+}
+
+/**
+ * Jobs with a record read "running" while a worker holds them: one HSET per queue per read batch,
+ * sent without waiting (the ack that removes it goes later on the same connection, so in order).
+ * Each HSET carries the {@link runningPin} field too (see there).
+ */
+export function markRunning(redis: RedisClient, prefix: string, keysOf: (queue: string) => QueueKeys,
+  out: ReadonlyArray<Delivery | MalformedDelivery>, logger: Logger | undefined): void {
+  let byQueue: Map<string, string[]> | undefined;
+  const now = String(Date.now());
+  for (const d of out) {
+    if ("malformed" in d || !d.message.tracked) continue;
+    byQueue ??= new Map();
+    const queue = queueOfStream(prefix, d.ref.stream);
+    const fields = byQueue.get(queue) ?? [];
+    fields.push(d.message.id, now);
+    byQueue.set(queue, fields);
+  }
+  if (!byQueue) return;
+  bySlotGroup(redis, [...byQueue], ([queue]) => keysOf(queue).running,
+    (pipe, [queue, fields]) => pipe.hset(keysOf(queue).running, ...runningPin, ...fields))
+    .catch((error) => logger?.warn({ err: error }, "marking jobs running failed"));
 }

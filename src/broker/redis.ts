@@ -11,12 +11,12 @@ import { encodeRecord, pendingRecord } from "../results/record.ts";
 import { pendingRecords, type EnqueueItem } from "./send_batch.ts";
 import { RedisJobStore } from "../results/redis.ts";
 import type { JobRecord } from "../results/types.ts";
-import { GROUP, queueKeys, queueOfStream, queuesKey, runningPin, type QueueKeys } from "./keys.ts";
+import { GROUP, queueKeys, queueOfStream, queuesKey, type QueueKeys } from "./keys.ts";
 import { bySlotGroup, connect, defineScripts, untilConnected, valuesOf, type RedisClient, type Scripted } from "./connection.ts";
 import { checkPrefix, settings, type ReplicaAcks } from "../config.ts";
 import { replicaAcked } from "./replica_acks.ts";
 import { browseQueue, findJob } from "./browse.ts";
-import { ReclaimPacing, readByScript, readPlain, StreamLevels } from "./read.ts";
+import { markRunning, ReclaimPacing, readByScript, readPlain, StreamLevels } from "./read.ts";
 import {
   listDeadLetters, lookupActor, publishActors, purgeDeadLetters, queueStats, queueStatsMany, requeueDeadLetters,
 } from "./admin.ts";
@@ -207,26 +207,8 @@ export class RedisBroker implements Broker {
     return this.#markRunning(out);
   }
 
-  /**
-   * Jobs with a record read "running" while a worker holds them: one HSET per queue per read batch,
-   * sent without waiting (the ack that removes it goes later on the same connection, so in order).
-   * Each HSET carries the {@link runningPin} field too (see there).
-   */
   #markRunning(out: Array<Delivery | MalformedDelivery>): Array<Delivery | MalformedDelivery> {
-    let byQueue: Map<string, string[]> | undefined;
-    const now = String(Date.now());
-    for (const d of out) {
-      if ("malformed" in d || !d.message.tracked) continue;
-      byQueue ??= new Map();
-      const queue = queueOfStream(this.prefix, d.ref.stream);
-      const fields = byQueue.get(queue) ?? [];
-      fields.push(d.message.id, now);
-      byQueue.set(queue, fields);
-    }
-    if (!byQueue) return out;
-    bySlotGroup(this.#redis, [...byQueue], ([queue]) => this.keys(queue).running,
-      (pipe, [queue, fields]) => pipe.hset(this.keys(queue).running, ...runningPin, ...fields))
-      .catch((error) => this.#options.logger?.warn({ err: error }, "marking jobs running failed"));
+    markRunning(this.#redis, this.prefix, (queue) => this.keys(queue), out, this.#options.logger);
     return out;
   }
 

@@ -1,42 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { portableTls, settings, type TlsSettings } from "../config.ts";
-import { ConfigError, reviveError, type SerializedError } from "../errors.ts";
+import { portableTls, settings } from "../config.ts";
+import { ConfigError, reviveError } from "../errors.ts";
 import { childRuntimeArgs, dieWithParent, isTypeScript, onProcessExit, ownFile } from "../runtime/mod.ts";
-import { interrupted, JobBook, type RunningJob, type StopReason } from "./deadlines.ts";
+import { interrupted, JobBook, type RunningJob } from "./deadlines.ts";
+import type { ChildCommand, ChildReport } from "./process_protocol.ts";
 import { blockedAfterMs, memoryReportMs, type PoolOptions } from "./threads.ts";
 import type { Executor, JobOutcome, JobRequest } from "./types.ts";
-
-/** Worker to child, over IPC. */
-export type ChildCommand =
-  /** `slots`: jobs this child runs at once; what it is sent beyond that waits in it, in order. */
-  | {
-    kind: "init"; modules: string[]; redisUrl: string; prefix: string;
-    /** The worker's TLS settings as text (config.ts portableTls). */
-    tls?: TlsSettings | undefined; memoryEvery: number; slots: number;
-  }
-  /** Jobs of one flush for this child, started in this order. */
-  | { kind: "run"; jobs: Array<{ seq: number; job: JobRequest }> }
-  | { kind: "stop"; seq: number; why: StopReason }
-  /** Do not start this waiting job (aborted): it ends as JobAborted. */
-  | { kind: "cancel"; seq: number }
-  /** The worker shuts down: the waiting jobs come back interrupted; start no more. */
-  | { kind: "drain" };
-
-/** Child to worker, over IPC. */
-export type ChildReport =
-  | { kind: "ready" }
-  | { kind: "failed"; error: SerializedError }
-  /** These jobs begin now, in this order (sent before they run): their deadlines count from here. */
-  | { kind: "start"; seqs: number[] }
-  /** The job's handler reached its first await: it is not the one holding the child's CPU. */
-  | { kind: "yielded"; seq: number }
-  /** Every ~20 ms while jobs run: the child is alive. */
-  | { kind: "beat" }
-  /** Outcomes of the jobs that finished in one turn of the child's event loop. */
-  | { kind: "done"; results: Array<[seq: number, outcome: JobOutcome]> }
-  | { kind: "memory"; bytes: number }
-  /** An error nothing caught; the child exits right after. */
-  | { kind: "crashed"; error: SerializedError };
 
 interface Child {
   proc: ChildProcess;
