@@ -36,6 +36,7 @@ options:
   --isolation MODE   thread or process (default: the worker's on that runtime)
   --threads N        the worker's threads (or processes) (default 2)
   --concurrency N    the worker's concurrency (default 100)
+  --spares N         the worker's spare threads or processes (default: the worker's)
   --jobs N           hung jobs per run (default 30)
   --ordinary N       ordinary jobs per run, sent among the hung ones (default 30)
   --repeat N         runs, each with a fresh worker (default 1)
@@ -50,6 +51,8 @@ export interface HungOptions {
   isolation: Isolation;
   threads: number;
   concurrency: number;
+  /** The worker's `--spares`; undefined: its default. */
+  spares?: number;
   /** Hung jobs per run. */
   jobs: number;
   ordinary: number;
@@ -96,6 +99,7 @@ export function parseHungArgs(args: string[]): HungOptions {
       isolation: { type: "string" },
       threads: { type: "string", default: "2" },
       concurrency: { type: "string", default: "100" },
+      spares: { type: "string" },
       jobs: { type: "string", default: "30" },
       ordinary: { type: "string", default: "30" },
       repeat: { type: "string", default: "1" },
@@ -112,6 +116,7 @@ export function parseHungArgs(args: string[]): HungOptions {
     runtime: rt, isolation,
     threads: positiveInt("--threads", values.threads),
     concurrency: positiveInt("--concurrency", values.concurrency),
+    ...(values.spares !== undefined ? { spares: nonNegativeInt("--spares", values.spares) } : {}),
     jobs: positiveInt("--jobs", values.jobs),
     ordinary: nonNegativeInt("--ordinary", values.ordinary),
     repeat: positiveInt("--repeat", values.repeat),
@@ -145,7 +150,7 @@ export async function runHung(o: HungOptions, log: (line: string) => void = cons
     const machine = machineLine(await machineInfo(redis));
     log(machine);
     log(`${o.command}: ${o.jobs} hung + ${o.ordinary} ordinary jobs · worker ${o.runtime}, isolation ${o.isolation}, ` +
-      `threads ${o.threads}, concurrency ${o.concurrency}`);
+      `threads ${o.threads}, concurrency ${o.concurrency}${o.spares !== undefined ? `, spares ${o.spares}` : ""}`);
     const runs: HungRun[] = [];
     for (let i = 0; i < o.repeat; i++) {
       const prefix = `dray-bench-hung-${crypto.randomUUID().slice(0, 8)}`;
@@ -219,7 +224,8 @@ export async function hungRun(o: HungOptions, redis: Redis, redisUrl: string, pr
 function startWorker(o: HungOptions, redisUrl: string, prefix: string, log: OrdinaryLog): Child {
   const ready = drayReady();
   return spawnChild([...runtimeCommand(o.runtime), ownPath("../src/cli/main"), "worker", ownPath("./hung_app"),
-    "--threads", String(o.threads), "--concurrency", String(o.concurrency), "--isolation", o.isolation], {
+    "--threads", String(o.threads), "--concurrency", String(o.concurrency), "--isolation", o.isolation,
+    ...(o.spares !== undefined ? ["--spares", String(o.spares)] : [])], {
     ...launchEnv(o.runtime), REDIS_URL: redisUrl, DRAY_PREFIX: prefix, DRAY_LOG_LEVEL: "debug",
   }, (line) => {
     log.read(line);
