@@ -11,6 +11,7 @@ import { MemoryBroker } from "../src/broker/memory.ts";
 import { cron, crons } from "../src/cron/cron.ts";
 import { RedisCronStore } from "../src/cron/redis_store.ts";
 import { cronStoreFor } from "../src/cron/stores.ts";
+import { Ticker } from "../src/cron/ticker.ts";
 import { decodeMessage, type Message } from "../src/message.ts";
 import { startWorker } from "../src/worker.ts";
 import { CONFORMANCE_QUEUE, cronStoreConformance } from "./cron_conformance.ts";
@@ -68,6 +69,32 @@ describe("redis cron store", () => {
     expect(await redis.zcard(k.order)).toBe(2);
     expect(await redis.hlen(k.runs)).toBe(2);
     expect((await store.history({ name: "trim", queue: "q" })).map((r) => r.tick)).toEqual([4, 3]);
+  });
+});
+
+describe("a ticker's published crons", () => {
+  test("given Redis away when the ticker starts, its crons are published once a tick goes through", async () => {
+    // given a store whose first publish fails (Redis away at start), then works
+    const broker = new MemoryBroker();
+    const store = cronStoreFor(broker);
+    let refusals = 1;
+    const publish = store.publish.bind(store);
+    store.publish = (jobs) => (refusals-- > 0 ? Promise.reject(new Error("connect ECONNREFUSED")) : publish(jobs));
+    const target = actor("cron_publish_actor", { queue: "cron-publish" }, () => undefined);
+    const job = cron("0 0 1 1 *", target, { name: "cron_publish_yearly" });
+    crons.delete(job.name);
+    const warnings: string[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
+    // when a ticker starts and ticks
+    const ticker = new Ticker({ store, jobs: new Map([[job.name, job]]), logger });
+    ticker.start();
+    const until = Date.now() + 5_000;
+    while ((await store.published()).length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await ticker.stop();
+    // then the cron is listed after all, and the failure was said once
+    expect((await store.published()).map((c) => c.name)).toEqual(["cron_publish_yearly"]);
+    expect(warnings.filter((m) => m.startsWith("publishing crons failed"))).toHaveLength(1);
+    expect(warnings).toContain("crons published");
   });
 });
 

@@ -47,8 +47,9 @@ export class Ticker {
 
   async #run(): Promise<void> {
     const { logger, jobs } = this.#o;
-    await this.#o.store.publish(jobs.values())
-      .catch((error) => logger.warn({ err: error }, "publishing crons failed; `dray cron` needs the modules"));
+    // A ticker that started while Redis was away publishes its crons once a tick went through: the
+    // list is what `dray cron` and the dashboard show, and nothing else would write it again.
+    let published = await this.#publish(true);
     logger.info({ crons: [...jobs.keys()] }, "cron ticker started");
     let failures = 0;
     while (!this.#stopping) {
@@ -57,6 +58,7 @@ export class Ticker {
         wait = await this.tick();
         if (failures > 0) logger.info({ failures }, "redis is back; ticking again");
         failures = 0;
+        if (!published) published = await this.#publish(false);
       } catch (error) {
         if (this.#stopping) break;
         failures++;
@@ -66,6 +68,18 @@ export class Ticker {
       await this.#sleep(wait);
     }
     logger.info("cron ticker stopped");
+  }
+
+  /** Publishes the crons for the tools; false if that failed (warned about on the first try only). */
+  async #publish(first: boolean): Promise<boolean> {
+    try {
+      await this.#o.store.publish(this.#o.jobs.values());
+      if (!first) this.#o.logger.info("crons published");
+      return true;
+    } catch (error) {
+      if (first) this.#o.logger.warn({ err: error }, "publishing crons failed; trying again after the next tick");
+      return false;
+    }
   }
 
   /** One pass: enqueue whatever is due; returns how long to sleep until the next tick is due, ms. */
