@@ -111,6 +111,31 @@ for (const isolation of modes) {
       }
     }, 20_000);
 
+    test("jobs that reach a busy host in two sends begin in order, so a hang among them is blamed, not a neighbour", async () => {
+      // given a single host busy with a 200 ms synchronous start
+      const { logger: quiet } = memoryLogger();
+      const one = executor(isolation, quiet, { concurrency: 4, threads: 1 });
+      await one.start();
+      try {
+        const busy = one.run(job("iso_slow_start", 5_000, { ms: 200 }));
+        await Bun.sleep(20);
+        // when a slow start and a sleeper are sent to it, then a busy loop in a later send, all while it is busy
+        const slow = one.run(job("iso_slow_start", 5_000, { ms: 50 }));
+        const sleeper = one.run(job("iso_sleep", 5_000, { ms: 10 }));
+        await Bun.sleep(20);
+        const loop = one.run(job("iso_busy_loop", 300));
+        // then the loop is blamed at its own limit, and the sleeper, which began before it, is not charged
+        const [looped, slept] = await Promise.all([loop, sleeper]);
+        expect(looped).toMatchObject({ status: "error", error: { name: "TimeLimitExceeded" } });
+        expect(looped.status === "error" ? looped.duration : Infinity).toBeLessThan(300 + slack);
+        expect(["ok", "interrupted"]).toContain(slept.status);
+        expect(await busy).toMatchObject({ status: "ok", value: 200 });
+        expect((await slow).status).not.toBe("error");
+      } finally {
+        await one.close(0);
+      }
+    }, 20_000);
+
     test("a handler that honours its signal is stopped without stopping its host", async () => {
       // given neighbours beside a cooperative job
       const before = lines.length;

@@ -80,11 +80,31 @@ channel.onMessage((raw) => {
   }
 });
 
-/** Starts waiting jobs, in order, while this child has free slots. */
+/** A pump is running (maybe waiting a turn between two jobs of a run); see {@link pump}. */
+let pumping = false;
+
+/**
+ * Starts waiting jobs, in order, while this child has free slots. One at a time: jobs sent while a
+ * pump waits a turn inside a run wait their turn too. Otherwise a later job could begin first and
+ * hold the CPU while jobs of the run, reported started, never began: the worker, which blames the
+ * first started job that never yielded, would then charge one of those with the hang.
+ */
 async function pump(h: JobHost): Promise<void> {
+  if (pumping) return;
+  pumping = true;
+  try {
+    await pumpRuns(h);
+  } finally {
+    pumping = false;
+  }
+}
+
+async function pumpRuns(h: JobHost): Promise<void> {
   while (!draining && waiting.length > 0 && active < slots) {
     const run = waiting.splice(0, slots - active);
     active += run.length;
+    // Outcomes still waiting for the end of the turn go first: a job that starts now may never end it.
+    flushOutbox();
     // Before any of them runs: deadlines count from here, and a job that never yields is known here.
     report({ kind: "start", seqs: run.map((r) => r.seq) });
     for (let i = 0; i < run.length; i++) {
@@ -126,9 +146,12 @@ let outbox: Array<[number, JobOutcome]> = [];
 
 function deliver(seq: number, outcome: JobOutcome): void {
   if (outbox.push([seq, outcome]) > 1) return;
-  setImmediate(() => {
-    const results = outbox;
-    outbox = [];
-    report({ kind: "done", results });
-  });
+  setImmediate(flushOutbox);
+}
+
+function flushOutbox(): void {
+  if (outbox.length === 0) return;
+  const results = outbox;
+  outbox = [];
+  report({ kind: "done", results });
 }

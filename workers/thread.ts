@@ -96,6 +96,9 @@ function pump(h: JobHost): void {
       run.push(queue.shift()!);
     }
     if (run.length === 0) return;
+    // Outcomes still waiting for the end of the turn go first: a job that starts now may never end it,
+    // and a job that finished would be reported interrupted with its thread, and run again.
+    flushOutbox();
     // Reported before any of them runs: a job that never yields is then already known to run here,
     // so the pool can blame it and stop this thread.
     report({ kind: "start", seqs: run.map((q) => q.task.seq), threadId });
@@ -188,20 +191,31 @@ function runTask(h: JobHost, task: ThreadTask): Promise<void> {
 
 /** Outcomes finished in this turn of the event loop, posted together at its end. */
 let outbox: ThreadResults = [];
-let posted: Promise<void> | undefined;
+/** Resolves the promise {@link deliver} gave for the outcomes in the outbox, once they are posted. */
+let posted: { promise: Promise<void>; resolve: () => void } | undefined;
 const nextTurn: (fn: () => void) => void = typeof setImmediate === "function" ? setImmediate : (fn) => setTimeout(fn, 0);
 
 /** Queues the outcome; resolves once the message carrying it is posted. */
 function deliver(seq: number, outcome: JobOutcome): Promise<void> {
   outbox.push([seq, outcome]);
-  posted ??= new Promise<void>((resolve) => nextTurn(() => {
-    const results = outbox;
-    outbox = [];
-    posted = undefined;
-    report({ kind: "done", threadId, count: results.length, results: encodeResults(results) });
-    resolve();
-  }));
-  return posted;
+  if (!posted) {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    posted = { promise, resolve };
+    nextTurn(flushOutbox);
+  }
+  return posted.promise;
+}
+
+/** Posts the outbox now (at the end of the turn, or before a job starts that may never let it end). */
+function flushOutbox(): void {
+  if (!posted) return;
+  const { resolve } = posted;
+  const results = outbox;
+  outbox = [];
+  posted = undefined;
+  report({ kind: "done", threadId, count: results.length, results: encodeResults(results) });
+  resolve();
 }
 
 /**
