@@ -9,7 +9,7 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import type { RunLine } from "../bench/chaos/app.ts";
-import { check, type Verdict } from "../bench/chaos/checker.ts";
+import { check, holderOfToken, jobOfToken, type Verdict } from "../bench/chaos/checker.ts";
 import { DEFAULT_SEED, parseFaultKinds, runChaos } from "../bench/chaos/harness.ts";
 import { FAULT_KINDS } from "../bench/chaos/faults.ts";
 import { buildRuns, type Fault, type History } from "../bench/chaos/history.ts";
@@ -152,6 +152,18 @@ describe("chaos checker", () => {
     const limited = { actor: "limited", limit: 2, slots };
     expect(verdict(history({ sends: [sent("a")], runLines: lines, limited, workers: [{ pid: 1, startedAt: 0 }] }), 4).offenders).toEqual(["a:1-0:n1"]);
     expect(verdict(history({ sends: [sent("a")], runLines: lines, limited, workers: [{ pid: 1, startedAt: 0, killedAt: 150 }] }), 4).held).toBe(true);
+  });
+
+  test("given a slot of a worker killed before its run began, then the token's worker excuses it, and only that worker", () => {
+    // the token names the worker that took the slot: host "box-1", pid 7
+    const slots = [{ member: "a:1-0:box-1-7-ab12cd34/n1", expires: 50_000 }];
+    expect(holderOfToken(slots[0]!.member)).toBe(7);
+    expect(jobOfToken(slots[0]!.member)).toBe("a");
+    const limited = { actor: "limited", limit: 2, slots };
+    const workers = (killed: number) => [{ pid: 7, startedAt: 0, ...(killed === 7 ? { killedAt: 150 } : {}) },
+      { pid: 8, startedAt: 0, ...(killed === 8 ? { killedAt: 150 } : {}) }];
+    expect(verdict(history({ sends: [sent("a")], limited, workers: workers(7) }), 4).held).toBe(true);
+    expect(verdict(history({ sends: [sent("a")], limited, workers: workers(8) }), 4).offenders).toEqual([slots[0]!.member]);
   });
 
   test("given a live worker that starts nothing for 15 s while jobs are sent, then verdict 6 flags it; a stall does not count", () => {

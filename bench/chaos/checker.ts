@@ -148,7 +148,9 @@ export function rateLimitHeld({ h, runs, origin }: Ctx): Verdict {
   for (const s of slots) {
     const job = jobOfToken(s.member);
     const its = runs.filter((r) => r.job === job);
-    const killed = its.some((r) => r.endedBy === "kill");
+    // The run of a killed worker, or a worker killed between taking the slot and starting the run.
+    const holder = holderOfToken(s.member);
+    const killed = its.some((r) => r.endedBy === "kill") || h.workers.some((w) => w.pid === holder && w.killedAt !== undefined);
     held.push(`${s.member}${killed ? " (a killed worker's)" : ""}`);
     if (!killed) {
       flag(v, s.member, `slot ${s.member} still taken at the end (lease until ${new Date(s.expires).toISOString()}); no run of ` +
@@ -260,6 +262,12 @@ function excess(runs: Run[], limit: number): Array<{ at: number; open: Run[] }> 
 }
 
 /** A slot's token is "<jobId>:<entryId>" (today also ":<nonce>"); the entry id is what tells them apart. */
+/** The pid of the worker that took a slot, from the consumer name in its token (see rate_limit.ts). */
+export function holderOfToken(token: string): number | undefined {
+  const pid = /-(\d+)-[^-/:]+\/[^/:]*$/.exec(token)?.[1];
+  return pid === undefined ? undefined : Number(pid);
+}
+
 export function jobOfToken(token: string): string {
   return /^(.*?):\d+-\d+(?::[^:]*)?$/.exec(token)?.[1] ?? token.slice(0, token.lastIndexOf(":"));
 }

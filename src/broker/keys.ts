@@ -68,7 +68,8 @@
  *                                          own expiresAt: a heartbeat every few seconds, HDEL on a
  *                                          clean stop; readers skip and HDEL lapsed entries
  *   <p>:limit:<key>:running         zset   a concurrency limit: member = a running job's token
- *                                          "<jobId>:<entryId>:<run nonce>", score = its lease's expiry ms (a dead
+ *                                          "<jobId>:<entryId>:<consumer>/<run nonce>" (the consumer names the
+ *                                          worker), score = its lease's expiry ms (a dead
  *                                          worker's slot frees itself). Keyed by limit, not queue:
  *                                          actors of several queues may share one. <key> defaults to
  *                                          the actor's name

@@ -183,6 +183,8 @@ export interface HistoryStore {
  */
 export interface Broker {
   readonly prefix: string;
+  /** This worker's name on the queues where it has one (on Redis its consumer, `<host>-<pid>-<random>`). */
+  readonly consumer?: string;
   /** Sends messages in one round trip; `false` where a job with that id is already known. */
   enqueue(requests: SendRequest[]): Promise<boolean[]>;
   /**

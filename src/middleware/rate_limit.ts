@@ -53,8 +53,10 @@ function limiter(name: string, limitsOf: (info: ProcessInfo) => RateLimitOptions
     const { message } = info.delivery;
     const key = typeof limits.key === "function" ? String(limits.key(message.payload as never)) : limits.key ?? info.actor.name;
     // Unique per run: a worker that lost the job's lease and the one that reclaimed it (same job, same
-    // entry) each hold a slot of their own, and releasing one never frees the other's.
-    const token = `${message.id}:${info.delivery.ref.entryId}:${crypto.randomUUID().slice(0, 8)}`;
+    // entry) each hold a slot of their own, and releasing one never frees the other's. It names the
+    // worker, so a slot left taken says whose lease it waits for.
+    const run = crypto.randomUUID().slice(0, 8);
+    const token = `${message.id}:${info.delivery.ref.entryId}:${info.broker.consumer ? `${info.broker.consumer}/${run}` : run}`;
     const backoff = limits.backoff ?? 500;
     if (limits.concurrency !== undefined) {
       const slotKey = `${key}:running`;
