@@ -30,6 +30,17 @@ function executor(isolation: Isolation, logger: Logger, o: { concurrency?: numbe
   });
 }
 
+/** Runs `body` on an executor with a single host (concurrency 4), closed after it. */
+async function oneHost(isolation: Isolation, body: (ex: Executor) => Promise<void>): Promise<void> {
+  const ex = executor(isolation, memoryLogger().logger, { concurrency: 4, threads: 1 });
+  await ex.start();
+  try {
+    await body(ex);
+  } finally {
+    await ex.close(0);
+  }
+}
+
 let n = 0;
 function job(actor: string, timeLimit: number, payload: unknown = {}): JobRequest {
   return { id: `job-${++n}`, actor, queue: "iso", payload, attempt: 1, timeLimit };
@@ -94,10 +105,7 @@ for (const isolation of modes) {
 
     test("a neighbour stuck behind a busy loop is given back, not charged with the loop's overrun", async () => {
       // given a single host running a short job with a short limit, then a busy loop with a longer one
-      const { logger: quiet } = memoryLogger();
-      const one = executor(isolation, quiet, { concurrency: 4, threads: 1 });
-      await one.start();
-      try {
+      await oneHost(isolation, async (one) => {
         const neighbour = one.run(job("iso_sleep", 150, { ms: 50 }));
         await Bun.sleep(10);
         const loop = one.run(job("iso_busy_loop", 400));
@@ -106,17 +114,12 @@ for (const isolation of modes) {
         // then the loop is blamed, and the neighbour goes back to its queue uncharged
         expect(second).toMatchObject({ status: "error", error: { name: "TimeLimitExceeded" } });
         expect(first.status).toBe("interrupted");
-      } finally {
-        await one.close(0);
-      }
+      });
     }, 20_000);
 
     test("jobs that reach a busy host in two sends begin in order, so a hang among them is blamed, not a neighbour", async () => {
       // given a single host busy with a 200 ms synchronous start
-      const { logger: quiet } = memoryLogger();
-      const one = executor(isolation, quiet, { concurrency: 4, threads: 1 });
-      await one.start();
-      try {
+      await oneHost(isolation, async (one) => {
         const busy = one.run(job("iso_slow_start", 5_000, { ms: 200 }));
         await Bun.sleep(20);
         // when a slow start and a sleeper are sent to it, then a busy loop in a later send, all while it is busy
@@ -131,9 +134,7 @@ for (const isolation of modes) {
         expect(["ok", "interrupted"]).toContain(slept.status);
         expect(await busy).toMatchObject({ status: "ok", value: 200 });
         expect((await slow).status).not.toBe("error");
-      } finally {
-        await one.close(0);
-      }
+      });
     }, 20_000);
 
     test("a handler that honours its signal is stopped without stopping its host", async () => {
