@@ -261,13 +261,16 @@ function excess(runs: Run[], limit: number): Array<{ at: number; open: Run[] }> 
   return out;
 }
 
-/** A slot's token is "<jobId>:<entryId>" (today also ":<nonce>"); the entry id is what tells them apart. */
 /** The pid of the worker that took a slot, from the consumer name in its token (see rate_limit.ts). */
 export function holderOfToken(token: string): number | undefined {
   const pid = /-(\d+)-[^-/:]+\/[^/:]*$/.exec(token)?.[1];
   return pid === undefined ? undefined : Number(pid);
 }
 
+/**
+ * A slot's token is "<jobId>:<entryId>" (today also ":<consumer>/<nonce>", older ones ":<nonce>");
+ * the entry id is what tells them apart.
+ */
 export function jobOfToken(token: string): string {
   return /^(.*?):\d+-\d+(?::[^:]*)?$/.exec(token)?.[1] ?? token.slice(0, token.lastIndexOf(":"));
 }
